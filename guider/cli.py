@@ -1,0 +1,78 @@
+"""`guider` command line: one entry point, one module per command.
+
+Each command module exposes `add_arguments(parser)` and `run(args) -> int`. Modules are
+imported only when their command runs, so `guider --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# (group, command) -> (module, one-line help). A group of None means a top-level command.
+COMMANDS: dict[tuple[str | None, str], tuple[str, str]] = {
+    ("data", "synthetic"): ("guider.data.synthetic_cli", "generate the embedded synthetic dataset"),
+    ("data", "import"): ("guider.data.import_cli", "import a dataset from another format (lattice, mmrec)"),
+    ("data", "download"): ("guider.data.download_cli", "download a real dataset (baby, sports, clothing, microlens)"),
+    ("data", "prepare"): ("guider.data.prepare_cli", "turn downloaded files into a dataset folder (protocol)"),
+    ("data", "export"): ("guider.data.export_cli", "export a dataset folder to MMRec's layout"),
+    ("features", "text"): ("guider.features.text_cli", "extract text features of a dataset's items"),
+    ("features", "image"): ("guider.features.image_cli", "extract image features of a dataset's items"),
+    (None, "train"): ("guider.train_cli", "train a backbone (optionally with GUIDER) and evaluate it"),
+    ("report", "collect"): ("guider.report.collect_cli", "collect finished runs into runs.csv and training curves"),
+    ("report", "table"): ("guider.report.table_cli", "Markdown + LaTeX tables (main with significance, ablation)"),
+    ("report", "figure"): ("guider.report.figure_cli", "draw one report figure as PDF + PNG"),
+    ("report", "summary"): ("guider.report.summary_cli", "metrics.json and noise-curve CSV for DVC"),
+}
+
+
+def _groups() -> dict[str | None, dict[str, tuple[str, str]]]:
+    groups: dict[str | None, dict[str, tuple[str, str]]] = {}
+    for (group, name), spec in COMMANDS.items():
+        groups.setdefault(group, {})[name] = spec
+    return groups
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """Parser whose sub-parsers are filled in only for the command named in `argv`."""
+    parser = argparse.ArgumentParser(prog="guider", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    top = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+    wanted = [a for a in argv if not a.startswith("-")][:2]
+    for group, commands in _groups().items():
+        if group is None:
+            for name, (module, help_) in commands.items():
+                sub = top.add_parser(name, help=help_)
+                if wanted[:1] == [name]:
+                    _attach(sub, module)
+            continue
+        sub = top.add_parser(group, help=f"{group} commands: {', '.join(commands)}")
+        inner = sub.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
+        for name, (module, help_) in commands.items():
+            leaf = inner.add_parser(name, help=help_)
+            if wanted == [group, name]:
+                _attach(leaf, module)
+    return parser
+
+
+def _attach(parser: argparse.ArgumentParser, module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    module.add_arguments(parser)
+    parser.set_defaults(_run=module.run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        logging.getLogger("guider").error("%s", err)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

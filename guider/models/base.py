@@ -1,0 +1,117 @@
+"""The small protocol every backbone follows, so trainers and plug-ins (GUIDER, T-CE,
+R-CE) can wrap any of them without knowing which one it is.
+
+One training step of a backbone is:
+
+    emb = model.propagate()                          # full forward pass (graph convs etc.)
+    per_sample = model.sample_losses(emb, u, i, j)   # [B] main loss of each (u, i, j) triple
+    loss = per_sample.mean() + model.regularization(emb, u, i, j)
+
+`Recommender.loss` does exactly that, optionally weighting the per-sample terms, which is
+where denoising plug-ins hook in. Scores are always `model.scores(emb, users, items)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+
+@dataclass
+class ModelInputs:
+    """What a backbone may see at construction: sizes, the train interactions, features."""
+
+    n_users: int
+    n_items: int
+    train_users: np.ndarray  # [N] int64
+    train_items: np.ndarray  # [N] int64
+    text_feat: torch.Tensor | None = None  # [n_items, d_t] float32, on `device`
+    image_feat: torch.Tensor | None = None  # [n_items, d_v] float32, on `device`
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def train_matrix(self) -> sp.csr_matrix:
+        """Binary user x item CSR of the train interactions (duplicates collapsed)."""
+        data = np.ones(len(self.train_users), dtype=np.float32)
+        mat = sp.csr_matrix((data, (self.train_users, self.train_items)), shape=(self.n_users, self.n_items))
+        mat.sum_duplicates()
+        mat.data[:] = 1.0
+        return mat
+
+
+@dataclass
+class Embeddings:
+    """Output of one forward pass: scoring embeddings (score = users @ items.T) and extras."""
+
+    users: torch.Tensor  # [n_users, d]
+    items: torch.Tensor  # [n_items, d]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Recommender(nn.Module):
+    """Base class of all backbones. Constructor arguments are the hyper-parameters."""
+
+    name: ClassVar[str] = ""
+    uses_features: ClassVar[bool] = False  # needs text/image features
+    trainable: ClassVar[bool] = True  # False for heuristics such as most-popular
+
+    def __init__(self, inputs: ModelInputs):
+        super().__init__()
+        self.n_users = inputs.n_users
+        self.n_items = inputs.n_items
+        if self.uses_features and inputs.text_feat is None and inputs.image_feat is None:
+            raise ValueError(f"backbone {self.name!r} needs text or image features; the dataset has none")
+
+    # --- to implement -------------------------------------------------------------------
+    def propagate(self) -> Embeddings:
+        """Full forward pass over all users and items (with autograd in training mode)."""
+        raise NotImplementedError
+
+    def sample_losses(self, emb: Embeddings, users, pos, neg) -> torch.Tensor:
+        """[B] main loss of each training triple (user, positive item, sampled negative)."""
+        raise NotImplementedError
+
+    def regularization(self, emb: Embeddings, users, pos, neg) -> torch.Tensor:
+        """Scalar regulariser of the batch (0 when the model has none)."""
+        return torch.zeros((), device=emb.users.device)
+
+    # --- shared behaviour ---------------------------------------------------------------
+    def loss(self, users, pos, neg, emb: Embeddings | None = None, weights: torch.Tensor | None = None):
+        """Batch loss: (weighted) mean of the per-sample losses plus the regulariser."""
+        emb = self.propagate() if emb is None else emb
+        per_sample = self.sample_losses(emb, users, pos, neg)
+        main = per_sample.mean() if weights is None else (weights * per_sample).mean()
+        return main + self.regularization(emb, users, pos, neg)
+
+    def scores(self, emb: Embeddings, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of `users` [B] for all items ([B, n_items]) or for candidates `items` [B, C]."""
+        u = emb.users[users]  # [B, d]
+        if items is None:
+            return u @ emb.items.T  # [B, n_items]
+        return torch.einsum("bd,bcd->bc", u, emb.items[items])  # [B, C]
+
+    def item_embeddings(self, emb: Embeddings | None = None) -> torch.Tensor:
+        """[n_items, d] item representations (used e.g. for item-item similarity)."""
+        return (self.propagate() if emb is None else emb).items
+
+    def on_epoch_start(self, epoch: int, generator: torch.Generator) -> None:
+        """Hook for per-epoch work such as resampling a dropped-edge graph."""
+
+    @torch.no_grad()
+    def eval_embeddings(self) -> Embeddings:
+        """Forward pass in eval mode without autograd, for evaluation.
+
+        Detached, because a backbone may return its embedding Parameters themselves
+        (BPR, VBPR users), which `no_grad` leaves requiring grad.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            emb = self.propagate()
+            return Embeddings(users=emb.users.detach(), items=emb.items.detach(), extras=emb.extras)
+        finally:
+            self.train(was_training)

@@ -1,0 +1,168 @@
+"""FREEDOM (Zhou & Shen, ACM MM 2023), as MMRec's `FREEDOM`.
+
+Two graphs:
+- a *frozen* item-item kNN graph built once from the raw features (cosine top-k per
+  modality, each D^-1/2 A D^-1/2 normalised, mixed `mm_image_weight` : 1 - weight);
+  the item ID embeddings propagated `n_mm_layers` times on it are added to the items;
+- a *denoised* user-item graph: every epoch (`on_epoch_start`) a fraction `dropout` of
+  the train edges is pruned, keeping edges with probability proportional to
+  1/sqrt(d_u d_i) (degree-sensitive: edges between popular nodes go first); the kept
+  subgraph is re-normalised and used for LightGCN propagation (`n_ui_layers`, mean of
+  layers). Evaluation uses the full normalised graph.
+
+Loss: BPR (MMRec's logsigmoid form) on the final embeddings plus `reg_weight` x a BPR
+term of the user against each modality's projected features (the raw features are
+trainable, as MMRec loads them with `from_pretrained(freeze=False)`). Both are
+per-interaction terms, so both are returned by `sample_losses` (a denoising plug-in
+weights them together).
+
+Differences from MMRec, none changing the model: the kNN graph is computed in row
+chunks (no dense n_items x n_items matrix) and rows of zero norm get no NaN; modality
+projections are applied to the batch rows only (the same numbers, less work); the
+projections' width is `embedding_size` (MMRec's `feat_embed_dim` must equal it anyway).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from guider.models.base import Embeddings, ModelInputs, Recommender
+from guider.models.graph import propagate_mean, sym_norm_bipartite_adj, to_torch_sparse
+from guider.models.modalities import present_modalities
+from guider.models.registry import register
+
+_CHUNK_ELEMENTS = 1 << 24  # similarity entries held at once while searching neighbours
+
+
+def cosine_topk(features: torch.Tensor, k: int, chunk_rows: int | None = None) -> torch.Tensor:
+    """[n, k] indices of each row's k most cosine-similar rows (itself included, as in MMRec).
+
+    Computed `chunk_rows` rows at a time so memory is O(chunk_rows x n), not O(n^2).
+    """
+    n = features.shape[0]
+    if not 0 < k <= n:
+        raise ValueError(f"knn_k={k} must be in [1, n_items={n}]")
+    unit = F.normalize(features.float(), dim=-1)  # [n, d]
+    chunk_rows = chunk_rows or max(1, _CHUNK_ELEMENTS // n)
+    parts = [torch.topk(unit[s : s + chunk_rows] @ unit.T, k, dim=-1).indices for s in range(0, n, chunk_rows)]
+    return torch.cat(parts, dim=0)  # [n, k]
+
+
+def knn_adjacency(features: torch.Tensor, k: int, chunk_rows: int | None = None) -> torch.Tensor:
+    """Sparse [n, n] kNN graph with values r_i^-1/2 r_j^-1/2, r = out-degree + 1e-7 (MMRec's)."""
+    n = features.shape[0]
+    neighbours = cosine_topk(features, k, chunk_rows)  # [n, k]
+    rows = torch.arange(n, device=features.device).repeat_interleave(k)  # [n k]
+    cols = neighbours.reshape(-1)  # [n k]
+    inv_sqrt = (torch.bincount(rows, minlength=n).float() + 1e-7).pow(-0.5)  # [n]
+    values = inv_sqrt[rows] * inv_sqrt[cols]
+    return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n), check_invariants=False).coalesce()
+
+
+def bipartite_edge_norm(users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> torch.Tensor:
+    """[E] 1/sqrt(d_u d_i) of each user-item edge, degrees counted over these edges (+1e-7)."""
+    user_deg = torch.bincount(users, minlength=n_users).float() + 1e-7  # [n_users]
+    item_deg = torch.bincount(items, minlength=n_items).float() + 1e-7  # [n_items]
+    return user_deg[users].pow(-0.5) * item_deg[items].pow(-0.5)
+
+
+def symmetric_bipartite(users: torch.Tensor, items: torch.Tensor, values: torch.Tensor, n_users: int, n_items: int):
+    """Sparse [(U+I), (U+I)] adjacency holding each edge (u, i) and its mirror, both = value."""
+    rows = torch.cat([users, items + n_users])
+    cols = torch.cat([items + n_users, users])
+    size = (n_users + n_items, n_users + n_items)
+    return torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.cat([values, values]), size, check_invariants=False).coalesce()
+
+
+@register("freedom")
+class FREEDOM(Recommender):
+    uses_features = True
+
+    def __init__(
+        self,
+        inputs: ModelInputs,
+        embedding_size: int = 64,
+        knn_k: int = 10,
+        mm_image_weight: float = 0.1,
+        n_mm_layers: int = 1,
+        n_ui_layers: int = 2,
+        dropout: float = 0.8,
+        reg_weight: float = 1e-4,
+    ):
+        super().__init__(inputs)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"freedom dropout={dropout} must be in [0, 1)")
+        self.n_mm_layers, self.n_ui_layers = n_mm_layers, n_ui_layers
+        self.dropout, self.reg_weight = dropout, reg_weight
+        self.user_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, embedding_size)))
+        self.item_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, embedding_size)))
+        modalities = present_modalities(inputs)
+        self.raw_feat = nn.ParameterDict({m: nn.Parameter(f.detach().clone()) for m, f in modalities.items()})
+        self.feat_proj = nn.ModuleDict({m: nn.Linear(f.shape[1], embedding_size) for m, f in modalities.items()})
+        self.register_buffer("mm_adj", self._item_graph(modalities, knn_k, mm_image_weight), persistent=False)
+        self._register_user_item_graph(inputs)
+        if dropout > 0 and int(self.edge_users.numel() * (1.0 - dropout)) < 1:
+            raise ValueError(f"freedom dropout={dropout} keeps no edge of the {self.edge_users.numel()} train edges")
+
+    @staticmethod
+    def _item_graph(modalities: dict[str, torch.Tensor], knn_k: int, image_weight: float) -> torch.Tensor:
+        graphs = {m: knn_adjacency(f.detach(), knn_k) for m, f in modalities.items()}
+        if len(graphs) == 1:
+            return next(iter(graphs.values()))
+        return (image_weight * graphs["image"] + (1.0 - image_weight) * graphs["text"]).coalesce()
+
+    def _register_user_item_graph(self, inputs: ModelInputs) -> None:
+        train = inputs.train_matrix().tocoo()
+        users = torch.from_numpy(train.row.astype(np.int64)).to(inputs.device)  # [E]
+        items = torch.from_numpy(train.col.astype(np.int64)).to(inputs.device)  # [E]
+        norm_adj = to_torch_sparse(sym_norm_bipartite_adj(train), inputs.device)
+        keep_weight = bipartite_edge_norm(users, items, self.n_users, self.n_items)  # [E]
+        self.register_buffer("norm_adj", norm_adj, persistent=False)
+        self.register_buffer("edge_users", users, persistent=False)
+        self.register_buffer("edge_items", items, persistent=False)
+        self.register_buffer("edge_keep_weight", keep_weight, persistent=False)
+        self.register_buffer("masked_adj", None, persistent=False)
+
+    def on_epoch_start(self, epoch: int, generator: torch.Generator) -> None:
+        """Degree-sensitive edge pruning: resample the training graph (vectorised, O(E log E))."""
+        self.masked_adj = self.norm_adj if self.dropout <= 0 else self.sample_pruned_graph(generator)
+
+    def sample_pruned_graph(self, generator: torch.Generator) -> torch.Tensor:
+        """Keep int(E (1 - dropout)) distinct edges drawn with probability ~ 1/sqrt(d_u d_i), renormalised."""
+        n_keep = int(self.edge_keep_weight.numel() * (1.0 - self.dropout))
+        weights = self.edge_keep_weight.to(generator.device)  # sample where the generator lives
+        kept = torch.multinomial(weights, n_keep, replacement=False, generator=generator).to(self.edge_users.device)
+        users, items = self.edge_users[kept], self.edge_items[kept]  # [n_keep]
+        values = bipartite_edge_norm(users, items, self.n_users, self.n_items)
+        return symmetric_bipartite(users, items, values, self.n_users, self.n_items)
+
+    def _train_graph(self) -> torch.Tensor:
+        if not self.training:
+            return self.norm_adj
+        if self.masked_adj is None:
+            raise RuntimeError("FREEDOM samples its training graph in on_epoch_start(epoch, generator); call it first")
+        return self.masked_adj
+
+    def propagate(self) -> Embeddings:
+        item_graph_emb = self.item_emb
+        for _ in range(self.n_mm_layers):
+            item_graph_emb = torch.sparse.mm(self.mm_adj, item_graph_emb)  # [n_items, d]
+        ego = torch.cat([self.user_emb, self.item_emb], dim=0)  # [U+I, d]
+        out = propagate_mean(self._train_graph(), ego, self.n_ui_layers)  # [U+I, d]
+        return Embeddings(users=out[: self.n_users], items=out[self.n_users :] + item_graph_emb)
+
+    def sample_losses(self, emb, users, pos, neg):
+        u = emb.users[users]  # [B, d]
+        per_sample = _bpr_logsigmoid(u, emb.items[pos], emb.items[neg])  # [B]
+        for modality, proj in self.feat_proj.items():
+            feat = self.raw_feat[modality]
+            per_sample = per_sample + self.reg_weight * _bpr_logsigmoid(u, proj(feat[pos]), proj(feat[neg]))
+        return per_sample
+
+
+def _bpr_logsigmoid(u: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """[B] -log sigmoid(u.pos - u.neg): the BPR form FREEDOM's own bpr_loss uses (no 1e-10)."""
+    return -F.logsigmoid((u * pos).sum(-1) - (u * neg).sum(-1))

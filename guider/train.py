@@ -1,0 +1,304 @@
+"""The trainer: sampling, optimisation, per-epoch evaluation, early stopping, checkpoints.
+
+One epoch = the train interactions shuffled into batches, each paired with one uniform
+negative (MMRec's protocol). Randomness of epoch e is derived from (seed, e) alone, so a
+run resumed from its checkpoint after epoch e continues exactly as an uninterrupted run.
+Model selection uses the validation metric only; test metrics are those of the best
+validation epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+import guider
+from guider import config as cfgmod
+from guider.atomic import write_json, write_text
+from guider.checkpoint import load_checkpoint, save_checkpoint
+from guider.data import TEST, TRAIN, VALID, Dataset, load_dataset
+from guider.data.sampling import NegativeSampler
+from guider.device import resolve_device
+from guider.metrics import EvalResult, evaluate
+from guider.models import ModelInputs, build_model, default_hparams
+from guider.objective import Batch, Objective, objective_class
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunState:
+    """Progress of a run, saved in every checkpoint."""
+
+    epoch: int = 0  # next epoch to run
+    best_score: float = float("-inf")
+    best_epoch: int = -1
+    bad_evals: int = 0
+    best_model: dict[str, Any] | None = None
+    best_objective: dict[str, Any] | None = None
+    log_rows: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+def resolve_run_config(
+    backbone: str,
+    *,
+    variant: str = "none",
+    denoise: str = "none",
+    seed: int = 0,
+    config_file: str | Path | None = None,
+    sets: list[str] | tuple[str, ...] = (),
+    epochs: int | None = None,
+    patience: int | None = None,
+) -> dict[str, Any]:
+    """The complete, validated configuration of a run (stored in config.json)."""
+    if variant != "none" and denoise != "none":
+        raise ValueError("choose either --variant (GUIDER) or --denoise (T-CE/R-CE), not both")
+    objective_name = variant if variant != "none" else denoise
+    objective = objective_class(objective_name)
+    file_cfg, set_cfg = cfgmod.load_yaml(config_file), cfgmod.parse_set(sets)
+    cli_train = {k: v for k, v in {"epochs": epochs, "patience": patience}.items() if v is not None}
+    sections = {"model": default_hparams(backbone), "train": cfgmod.TRAIN_DEFAULTS, **objective.defaults}
+    resolved = cfgmod.resolve_sections(sections, file_cfg, set_cfg)
+    resolved["train"] = cfgmod.merge_section("train", resolved["train"], cli_train)
+    return {"backbone": backbone, "variant": variant, "denoise": denoise, "objective": objective_name,
+            "seed": int(seed), **resolved}
+
+
+def model_inputs(ds: Dataset, device: torch.device) -> ModelInputs:
+    """ModelInputs of a dataset: train interactions in table order, features on `device`."""
+    users, items = ds.split(TRAIN)
+
+    def tensor(feat):
+        return None if feat is None else torch.from_numpy(np.ascontiguousarray(feat)).to(device)
+
+    return ModelInputs(ds.n_users, ds.n_items, users, items, tensor(ds.text_feat), tensor(ds.image_feat), device)
+
+
+def seed_everything(seed: int, epoch: int) -> torch.Generator:
+    """Seed torch for epoch `epoch` of run `seed`; return a generator for epoch-level hooks."""
+    value = (int(seed) * 1_000_003 + int(epoch)) % (2**63)
+    torch.manual_seed(value)
+    return torch.Generator().manual_seed(value)
+
+
+class Trainer:
+    """Trains one backbone with one objective on one dataset into one run directory."""
+
+    def __init__(self, ds: Dataset, run_dir: Path, config: dict[str, Any], device: torch.device, progress: bool = True):
+        self.ds, self.run_dir, self.config, self.device = ds, Path(run_dir), config, device
+        self.tcfg = config["train"]
+        self.progress = progress
+        self.inputs = model_inputs(ds, device)
+        seed_everything(config["seed"], -1)
+        self.model = build_model(config["backbone"], self.inputs, config["model"])
+        self.objective: Objective = objective_class(config["objective"])(self.model, self.inputs, ds, config)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=self.tcfg["lr"], weight_decay=self.tcfg["weight_decay"]) if params else None
+        self.sampler = NegativeSampler(self.inputs.train_users, self.inputs.train_items, ds.n_items)
+        self.matrices = {"train": ds.matrix(TRAIN), "valid": ds.matrix(VALID), "test": ds.matrix(TEST)}
+        self.state = RunState()
+
+    # --- evaluation ----------------------------------------------------------------------
+    def evaluate_scores(self, score_fn, split: str) -> EvalResult:
+        return evaluate(score_fn, self.matrices[split], self.matrices["train"], ks=self.tcfg["ks"],
+                        chunk_size=self.tcfg["eval_batch_users"], device=self.device)
+
+    def evaluate_model(self, split: str) -> EvalResult:
+        emb = self.model.eval_embeddings()
+        return self.evaluate_scores(lambda users: self.model.scores(emb, users), split)
+
+    def evaluate_means(self, score_fn, split: str) -> dict[str, float]:
+        """The `Evaluator` handed to objectives (e.g. to evaluate GUIDER's teacher)."""
+        return self.evaluate_scores(score_fn, split).means()
+
+    # --- training ------------------------------------------------------------------------
+    def run_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the shuffled train interactions; returns mean logged values."""
+        gen = seed_everything(self.config["seed"], epoch)
+        rng = np.random.default_rng([self.config["seed"], epoch])
+        self.model.train()
+        self.model.on_epoch_start(epoch, gen)
+        self.objective.on_epoch_start(epoch, gen)
+        order = rng.permutation(len(self.inputs.train_users))
+        users = self.inputs.train_users[order]
+        negs = self.sampler.sample(users, rng)
+        totals: dict[str, float] = {}
+        n_batches = 0
+        bs = self.tcfg["batch_size"]
+        bar = tqdm(range(0, len(order), bs), desc=f"epoch {epoch}", leave=False, disable=not self.progress)
+        for start in bar:
+            rows = order[start : start + bs]
+            batch = self._batch(rows, users[start : start + bs], negs[start : start + bs])
+            logs = self._step(batch, epoch, n_batches)
+            for key, value in logs.items():
+                totals[key] = totals.get(key, 0.0) + value
+            n_batches += 1
+        return {key: value / max(1, n_batches) for key, value in totals.items()}
+
+    def _batch(self, rows: np.ndarray, users: np.ndarray, negs: np.ndarray) -> Batch:
+        def t(a):
+            return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+
+        return Batch(users=t(users), pos=t(self.inputs.train_items[rows]), neg=t(negs), rows=t(rows))
+
+    def _step(self, batch: Batch, epoch: int, index: int) -> dict[str, float]:
+        loss, logs = self.objective.step(batch, epoch)
+        if loss is None or self.optimizer is None:
+            return dict(logs)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at epoch {epoch}, batch {index}; the run stopped "
+                f"(lower train.lr or check the data); last good checkpoint: {self.run_dir / 'checkpoint.pt'}"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"train_loss": float(loss.detach()), **logs}
+
+    # --- checkpoints ---------------------------------------------------------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "config": self.config,
+            "model": self.model.state_dict(),
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "objective": self.objective.state_dict(),
+            "run": self.state.__dict__,
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        if saved["config"] != self.config:
+            raise ValueError(f"{self.run_dir}: checkpoint was written with a different config; use a new --out")
+        self.model.load_state_dict(saved["model"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(saved["optimizer"])
+        self.objective.load_state_dict(saved["objective"])
+        self.state = RunState(**saved["run"])
+        log.info("resumed %s at epoch %d", self.run_dir, self.state.epoch)
+
+    # --- the loop ------------------------------------------------------------------------
+    def fit(self) -> None:
+        epochs = self.tcfg["epochs"] if self.model.trainable else 0
+        stop_early = getattr(self.objective, "early_stopping", True)
+        while self.state.epoch < epochs:
+            epoch = self.state.epoch
+            started = time.perf_counter()
+            logs = self.run_epoch(epoch)
+            train_seconds = time.perf_counter() - started
+            self.state.train_seconds += train_seconds
+            row = {"epoch": epoch, **logs, "train_seconds": train_seconds}
+            if (epoch + 1) % self.tcfg["eval_every"] == 0 or epoch + 1 == epochs:
+                row.update(self._validate(epoch))
+            self.state.log_rows.append(row)
+            self.state.epoch = epoch + 1
+            save_checkpoint(self.run_dir, self.checkpoint_state())
+            self._write_log()
+            if stop_early and self.state.bad_evals >= self.tcfg["patience"]:
+                log.info("early stop after epoch %d (best epoch %d)", epoch, self.state.best_epoch)
+                break
+
+    def _validate(self, epoch: int) -> dict[str, float]:
+        started = time.perf_counter()
+        valid = self.evaluate_model("valid").means()
+        score = valid[self.tcfg["valid_metric"]]
+        if score > self.state.best_score:
+            self.state.best_score, self.state.best_epoch, self.state.bad_evals = score, epoch, 0
+            self.state.best_model = copy.deepcopy(self.model.state_dict())
+            self.state.best_objective = copy.deepcopy(self.objective.state_dict())
+        else:
+            self.state.bad_evals += 1
+        log.info("epoch %d valid %s=%.4f (best %.4f @ %d)", epoch, self.tcfg["valid_metric"], score,
+                 self.state.best_score, self.state.best_epoch)
+        return {"eval_seconds": time.perf_counter() - started, **{f"valid_{k}": v for k, v in valid.items()}}
+
+    def _write_log(self) -> None:
+        write_text(self.run_dir / "log.csv", pd.DataFrame(self.state.log_rows).to_csv(index=False))
+
+    def finish(self) -> dict[str, Any]:
+        """Restore the best model, evaluate it on valid and test, write the run's artefacts."""
+        if self.state.best_model is not None:
+            self.model.load_state_dict(self.state.best_model)
+            self.objective.load_state_dict(self.state.best_objective)
+        valid = self.evaluate_model("valid")
+        test = self.evaluate_model("test")
+        write_text(self.run_dir / "per_user_test.csv", test.to_frame().to_csv(index=False, float_format="%.6g"))
+        write_text(self.run_dir / "per_user_valid.csv", valid.to_frame().to_csv(index=False, float_format="%.6g"))
+        extra = self.objective.finalize(self.run_dir, self.evaluate_means)
+        epochs_run = self.state.epoch
+        metrics = {
+            "dataset": self.ds.name,
+            "backbone": self.config["backbone"],
+            "variant": self.config["variant"],
+            "denoise": self.config["denoise"],
+            "seed": self.config["seed"],
+            "best_epoch": max(self.state.best_epoch, 0),
+            "epochs_run": epochs_run,
+            "valid": valid.means(),
+            "test": test.means(),
+            "train_seconds": self.state.train_seconds,
+            "seconds_per_epoch": self.state.train_seconds / epochs_run if epochs_run else 0.0,
+            "device": str(self.device),
+            "versions": versions(),
+            **extra,
+        }
+        write_json(self.run_dir / "metrics.json", metrics)
+        return metrics
+
+
+def versions() -> dict[str, str]:
+    import ot
+    import scipy
+
+    return {"guider": guider.__version__, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "scipy": scipy.__version__, "pot": ot.__version__}
+
+
+def train(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    backbone: str,
+    *,
+    variant: str = "none",
+    denoise: str = "none",
+    seed: int = 0,
+    device: str | None = None,
+    config_file: str | Path | None = None,
+    sets: list[str] | tuple[str, ...] = (),
+    epochs: int | None = None,
+    patience: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train and evaluate; write config.json, log.csv, checkpoint.pt, per_user_*.csv, metrics.json."""
+    out_dir = Path(out_dir)
+    config = resolve_run_config(backbone, variant=variant, denoise=denoise, seed=seed, config_file=config_file,
+                                sets=sets, epochs=epochs, patience=patience)
+    ds = load_dataset(data_dir)
+    config["dataset"] = ds.name
+    dev = resolve_device(device)
+    _prepare_run_dir(out_dir, resume)
+    if dev.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    trainer = Trainer(ds, out_dir, config, dev, progress=progress)
+    saved = load_checkpoint(out_dir) if resume else None
+    if saved is not None:
+        trainer.restore(saved)
+    write_json(out_dir / "config.json", {**config, "data": str(data_dir), "device": str(dev)})
+    trainer.fit()
+    return trainer.finish()
+
+
+def _prepare_run_dir(out_dir: Path, resume: bool) -> None:
+    if out_dir.exists() and (out_dir / "checkpoint.pt").exists() and not resume:
+        raise ValueError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)

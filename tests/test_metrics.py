@@ -1,0 +1,88 @@
+"""Full-ranking metrics against a naive per-user float64 reference and hand-made cases."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from guider.metrics import evaluable_users, evaluate, topk_stable
+
+
+def naive_metrics(scores, target_sets, mask_sets, ks):
+    """Per-user loop in float64 with Python sorting: (-score, item id) order."""
+    out = {}
+    for u, targets in target_sets.items():
+        ranked = sorted((i for i in range(scores.shape[1]) if i not in mask_sets.get(u, set())),
+                        key=lambda i: (-float(scores[u, i]), i))
+        for k in ks:
+            rel = [1.0 if i in targets else 0.0 for i in ranked[:k]]
+            hits = sum(rel)
+            ideal = min(len(targets), k)
+            dcg = sum(r / math.log2(pos + 2) for pos, r in enumerate(rel))
+            idcg = sum(1 / math.log2(pos + 2) for pos in range(ideal))
+            ap = sum(sum(rel[: p + 1]) / (p + 1) * rel[p] for p in range(len(rel)))
+            vals = {"recall": hits / len(targets), "ndcg": dcg / idcg, "precision": hits / k, "map": ap / ideal}
+            for name, value in vals.items():
+                out.setdefault(f"{name}@{k}", {})[u] = value
+    return out
+
+
+def to_csr(sets, n_users, n_items):
+    rows = [u for u, s in sets.items() for _ in s]
+    cols = [i for s in sets.values() for i in s]
+    return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
+
+
+@pytest.mark.parametrize("chunk", [3, 1000])
+def test_matches_naive_reference_with_ties(chunk):
+    rng = np.random.default_rng(0)
+    n_users, n_items, ks = 40, 60, (5, 10, 20, 50)
+    scores = rng.integers(0, 6, size=(n_users, n_items)).astype(np.float32)  # many ties
+    train = {u: set(rng.choice(n_items, rng.integers(0, 8), replace=False).tolist()) for u in range(n_users)}
+    target = {}
+    for u in range(n_users):
+        free = [i for i in range(n_items) if i not in train[u]]
+        target[u] = set(rng.choice(free, rng.integers(0, 6), replace=False).tolist())
+    target_m, train_m = to_csr(target, n_users, n_items), to_csr(train, n_users, n_items)
+    result = evaluate(lambda users: torch.from_numpy(scores)[users], target_m, train_m, ks=ks, chunk_size=chunk)
+    expected_users = [u for u in range(n_users) if target[u] and train[u]]
+    assert result.users.tolist() == expected_users
+    ref = naive_metrics(scores, {u: target[u] for u in expected_users}, train, ks)
+    for key, per_user in ref.items():
+        np.testing.assert_allclose(result.per_user[key], [per_user[u] for u in expected_users], rtol=1e-12, atol=1e-12)
+
+
+def test_hand_made_case():
+    # one user, 6 items; item 0 is trained (masked); targets {1, 4}
+    scores = torch.tensor([[9.0, 1.0, 5.0, 5.0, 3.0, 0.0]])
+    train = sp.csr_matrix(np.array([[1, 0, 0, 0, 0, 0]], dtype=np.float32))
+    target = sp.csr_matrix(np.array([[0, 1, 0, 0, 1, 0]], dtype=np.float32))
+    res = evaluate(lambda u: scores[u], target, train, ks=(1, 3, 5))
+    # ranking without item 0: 2 (5.0), 3 (5.0, tie -> lower id first), 4 (3.0), 1 (1.0), 5
+    m = {k: float(v[0]) for k, v in res.per_user.items()}
+    assert m["recall@1"] == 0.0 and m["recall@3"] == 0.5 and m["recall@5"] == 1.0
+    assert m["precision@3"] == pytest.approx(1 / 3)
+    assert m["ndcg@3"] == pytest.approx((1 / math.log2(4)) / (1 + 1 / math.log2(3)))
+    assert m["ndcg@5"] == pytest.approx((1 / math.log2(4) + 1 / math.log2(5)) / (1 + 1 / math.log2(3)))
+    assert m["map@5"] == pytest.approx((1 / 3 + 2 / 4) / 2)
+
+
+def test_topk_stable_breaks_ties_by_lower_id():
+    scores = torch.tensor([[1.0, 2.0, 2.0, 2.0, 0.5], [3.0, 3.0, 3.0, 3.0, 3.0]])
+    assert topk_stable(scores, 2).tolist() == [[1, 2], [0, 1]]
+    assert topk_stable(scores, 4).tolist() == [[1, 2, 3, 0], [0, 1, 2, 3]]
+
+
+def test_valid_items_not_masked_and_users_without_train_skipped():
+    target = sp.csr_matrix(np.array([[0, 1, 0], [1, 0, 0]], dtype=np.float32))
+    train = sp.csr_matrix(np.array([[1, 0, 0], [0, 0, 0]], dtype=np.float32))
+    assert evaluable_users(target, train).tolist() == [0]
+
+
+def test_nan_scores_raise():
+    target = sp.csr_matrix(np.array([[0, 1, 0]], dtype=np.float32))
+    train = sp.csr_matrix(np.array([[1, 0, 0]], dtype=np.float32))
+    with pytest.raises(FloatingPointError):
+        evaluate(lambda u: torch.full((len(u), 3), float("nan")), target, train, ks=(1,))

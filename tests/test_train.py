@@ -1,0 +1,102 @@
+"""Trainer: outputs, seeded determinism, resume equivalence, NaN stop, config errors."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from guider.cli import main as cli
+from guider.train import Trainer, resolve_run_config, train
+
+METRIC_KEYS = {f"{m}@{k}" for m in ("recall", "ndcg", "precision", "map") for k in (5, 10, 20, 50)}
+
+
+def run(folder, out, backbone="lightgcn", **kw):
+    kw.setdefault("epochs", 4)
+    return train(folder, out, backbone, device="cpu", progress=False, sets=("train.batch_size=64",), **kw)
+
+
+def test_outputs_and_metrics_json(tiny_folder, tmp_path):
+    metrics = run(tiny_folder, tmp_path / "r")
+    for name in ("config.json", "metrics.json", "log.csv", "checkpoint.pt", "per_user_test.csv"):
+        assert (tmp_path / "r" / name).exists()
+    saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert saved["test"] == metrics["test"] and set(saved["test"]) == METRIC_KEYS
+    assert {"dataset", "backbone", "variant", "seed", "best_epoch", "epochs_run", "valid", "test", "train_seconds",
+            "seconds_per_epoch", "device", "versions"} <= set(saved)
+    log = pd.read_csv(tmp_path / "r" / "log.csv")
+    assert list(log["epoch"]) == [0, 1, 2, 3] and log["train_loss"].notna().all()
+    per_user = pd.read_csv(tmp_path / "r" / "per_user_test.csv")
+    assert per_user["recall@20"].mean() == pytest.approx(metrics["test"]["recall@20"], abs=1e-5)
+    best = log.loc[log["valid_recall@20"].idxmax()]
+    assert saved["best_epoch"] == int(best["epoch"])
+    assert saved["valid"]["recall@20"] == pytest.approx(best["valid_recall@20"])
+
+
+def test_same_seed_identical_metrics(tiny_folder, tmp_path):
+    a = run(tiny_folder, tmp_path / "a", backbone="freedom", seed=3)
+    b = run(tiny_folder, tmp_path / "b", backbone="freedom", seed=3)
+    c = run(tiny_folder, tmp_path / "c", backbone="freedom", seed=4)
+    assert a["test"] == b["test"]
+    assert pd.read_csv(tmp_path / "a" / "log.csv")["train_loss"].equals(pd.read_csv(tmp_path / "b" / "log.csv")["train_loss"])
+    assert pd.read_csv(tmp_path / "a" / "log.csv")["train_loss"].tolist() != pd.read_csv(tmp_path / "c" / "log.csv")["train_loss"].tolist()
+
+
+def test_resume_after_interruption_matches_uninterrupted(tiny_folder, tmp_path, monkeypatch):
+    full = run(tiny_folder, tmp_path / "full", epochs=6, seed=1)
+    original = Trainer.run_epoch
+
+    def crash_at_epoch_3(self, epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt("killed")
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "run_epoch", crash_at_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_folder, tmp_path / "part", epochs=6, seed=1)
+    monkeypatch.setattr(Trainer, "run_epoch", original)
+    with pytest.raises(ValueError, match="already holds a run; pass --resume"):
+        run(tiny_folder, tmp_path / "part", epochs=6, seed=1)
+    resumed = run(tiny_folder, tmp_path / "part", epochs=6, seed=1, resume=True)
+    assert resumed["test"] == full["test"] and resumed["best_epoch"] == full["best_epoch"]
+    assert resumed["epochs_run"] == 6
+
+
+def test_early_stopping_uses_patience(tiny_folder, tmp_path):
+    metrics = run(tiny_folder, tmp_path / "r", epochs=50, patience=2, backbone="bpr")
+    assert metrics["epochs_run"] <= metrics["best_epoch"] + 3
+    assert metrics["epochs_run"] < 50
+
+
+def test_nan_loss_stops_with_clear_error(tiny_folder, tmp_path):
+    with pytest.raises(FloatingPointError, match=r"training loss is (nan|inf) at epoch 0, batch 0"):
+        train(tiny_folder, tmp_path / "r", "bpr", device="cpu", progress=False, epochs=2,
+              sets=("model.reg_weight=nan",))
+
+
+def test_pop_is_evaluated_without_training(tiny_folder, tmp_path):
+    metrics = run(tiny_folder, tmp_path / "r", backbone="pop")
+    assert metrics["epochs_run"] == 0 and metrics["test"]["recall@50"] > 0
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="unknown config key train.lrr"):
+        resolve_run_config("bpr", sets=["train.lrr=1"])
+    with pytest.raises(ValueError, match="unknown config key model.n_layers"):
+        resolve_run_config("bpr", sets=["model.n_layers=2"])
+    with pytest.raises(ValueError, match="unknown backbone 'nope'"):
+        resolve_run_config("nope")
+    with pytest.raises(ValueError, match="--set expects key=value"):
+        resolve_run_config("bpr", sets=["train.lr"])
+    cfg = resolve_run_config("lightgcn", sets=["model.n_layers=2", "train.lr=5e-4"], epochs=7)
+    assert cfg["model"]["n_layers"] == 2 and cfg["train"]["lr"] == 5e-4 and cfg["train"]["epochs"] == 7
+
+
+def test_cli_train_and_bad_device(tiny_folder, tmp_path, capsys):
+    code = cli(["train", "--data", str(tiny_folder), "--backbone", "bpr", "--out", str(tmp_path / "r"),
+                "--epochs", "1", "--no-progress", "--set", "train.batch_size=128"])
+    assert code == 0 and '"backbone": "bpr"' in capsys.readouterr().out
+    if not torch.cuda.is_available():
+        assert cli(["train", "--data", str(tiny_folder), "--backbone", "bpr", "--out", str(tmp_path / "g"),
+                    "--device", "cuda"]) == 2
