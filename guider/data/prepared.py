@@ -1,0 +1,112 @@
+"""Write a prepared real dataset: the MMRec-compatible folder plus its item content.
+
+Besides `<name>.inter` and `dataset.json` (guider.data.mmrec.save_dataset), the folder
+holds MMRec's id maps (`u_id_mapping.csv`: user_id, userID; `i_id_mapping.csv`: asin,
+itemID; tab-separated) and `item_content.csv` (itemID, text, image), the input of
+`guider features text|image`. `image` is the path of the item's image relative to the
+folder (under `images/`, hard-linked from the download when possible), empty when the
+item has none. The folder is built in a temporary sibling and renamed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from guider.data.dataset import Dataset
+from guider.data.mmrec import save_dataset
+from guider.data.preprocess import Interactions
+
+CONTENT_FILE = "item_content.csv"
+USER_MAP_FILE = "u_id_mapping.csv"
+ITEM_MAP_FILE = "i_id_mapping.csv"
+IMAGE_FOLDER = "images"
+
+
+@dataclass
+class ItemContent:
+    """Per-item text and image file (None when missing), indexed by item id, and what was missing."""
+
+    texts: list[str]
+    images: list[Path | None]
+    report: dict[str, list[int]] = field(default_factory=dict)  # e.g. items_without_image -> item ids
+
+
+def write_prepared(
+    out: str | os.PathLike, name: str, interactions: Interactions, content: ItemContent, meta: dict[str, Any]
+) -> Path:
+    """Write the dataset folder `out` atomically."""
+    out = Path(out)
+    texts, images = content.texts, content.images
+    if len(texts) != interactions.n_items or len(images) != interactions.n_items:
+        raise ValueError(f"{name}: {len(texts)} texts and {len(images)} images for {interactions.n_items} items")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        staged = save_dataset(Dataset(name, interactions.n_users, interactions.n_items, interactions.table, meta=meta),
+                              scratch / out.name)
+        _write_id_maps(staged, interactions)
+        _write_content(staged, texts, [_link_image(staged, src) for src in images])
+        _swap_into_place(staged, out, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out
+
+
+def _write_id_maps(folder: Path, interactions: Interactions) -> None:
+    users = pd.DataFrame({"user_id": interactions.user_ids, "userID": range(interactions.n_users)})
+    items = pd.DataFrame({"asin": interactions.item_ids, "itemID": range(interactions.n_items)})
+    users.to_csv(folder / USER_MAP_FILE, sep="\t", index=False)
+    items.to_csv(folder / ITEM_MAP_FILE, sep="\t", index=False)
+
+
+def _write_content(folder: Path, texts: Sequence[str], images: Sequence[str]) -> None:
+    content = pd.DataFrame({"itemID": range(len(texts)), "text": list(texts), "image": list(images)})
+    content.to_csv(folder / CONTENT_FILE, index=False)
+
+
+def _link_image(folder: Path, source: Path | None) -> str:
+    """Place `source` under folder/images/ (hard link, else copy); its relative path, or ""."""
+    if source is None:
+        return ""
+    target = folder / IMAGE_FOLDER / source.name
+    target.parent.mkdir(exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not supported
+        shutil.copy2(source, target)
+    return f"{IMAGE_FOLDER}/{source.name}"
+
+
+def find_images(folder: Path, keys: Sequence[str]) -> list[Path | None]:
+    """The downloaded image `<key>.<ext>` of each key under `folder` (e.g. resources/baby/images), or None."""
+    found = {}
+    if folder.is_dir():
+        found = {path.stem: path for path in folder.iterdir() if path.is_file() and not path.name.startswith(".")}
+    return [found.get(str(key)) for key in keys]
+
+
+def _swap_into_place(staged: Path, out: Path, scratch: Path) -> None:
+    if out.exists():
+        out.rename(scratch / "previous")
+    staged.rename(out)
+
+
+def read_content(folder: str | os.PathLike) -> pd.DataFrame:
+    """item_content.csv of a dataset folder, validated (itemID 0..n-1 in order, text and image columns)."""
+    path = Path(folder) / CONTENT_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no item content; prepare the dataset first (guider data prepare NAME)")
+    content = pd.read_csv(path, dtype={"text": str, "image": str}, keep_default_na=False)
+    missing = {"itemID", "text", "image"} - set(content.columns)
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {sorted(missing)}; expected itemID,text,image")
+    if not content["itemID"].tolist() == list(range(len(content))):
+        raise ValueError(f"{path}: itemID must run 0..n-1 in order")
+    return content

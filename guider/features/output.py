@@ -1,0 +1,44 @@
+"""Write extracted features into a dataset folder and record them in its dataset.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from guider.atomic import atomic_path, write_json
+from guider.data.mmrec import FEATURE_FILES
+
+META_FILE = "dataset.json"
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    path = folder / META_FILE
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+
+
+def check_item_count(folder: Path, n_items: int) -> None:
+    """The content table must describe exactly the dataset's items."""
+    declared = read_meta(folder).get("statistics", {}).get("items")
+    if declared is not None and int(declared) != n_items:
+        raise ValueError(f"{folder}: item_content.csv has {n_items} rows but dataset.json declares {declared} items")
+
+
+def write_features(folder: Path, modality: str, features: np.ndarray, info: dict[str, Any]) -> Path:
+    """Save `<modality>_feat.npy` atomically and record `info` under dataset.json features.<modality>."""
+    if features.ndim != 2 or not np.isfinite(features).all():
+        raise ValueError(f"{modality} features must be a finite 2-D array, got shape {features.shape}")
+    path = folder / FEATURE_FILES[f"{modality}_feat"]
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, np.ascontiguousarray(features, dtype=np.float32))
+    meta = read_meta(folder)
+    meta.setdefault("features", {})[modality] = {**info, "file": path.name, "shape": list(features.shape)}
+    write_json(folder / META_FILE, meta)
+    return path
