@@ -37,7 +37,7 @@ def test_folder_loads_with_declared_counts(noisy):
     assert ds.text_feat is None and ds.image_feat is None
     assert not (noisy / "text_feat.npy").exists() and not (noisy / "image_feat.npy").exists()
     meta = json.loads((noisy / "dataset.json").read_text())
-    assert meta["encoders"] is None and meta["preset"] == "small" and meta["seed"] == 3
+    assert meta["features"] == {} and meta["preset"] == "small" and meta["seed"] == 3
     assert meta["statistics"]["interactions"] == len(ds.inter) and ds.meta["dropped_cold_eval_rows"] == 0
     assert meta["generator"]["users"] == 150 and "category_concentration" in meta["generator"]
 
@@ -212,8 +212,8 @@ def test_encoded_features_reflect_categories(tmp_path):
     assert ds.text_feat.shape == (60, 384) and ds.image_feat.shape == (60, 1280)
     assert ds.text_feat.dtype == np.float32 and np.isfinite(ds.image_feat).all()
     meta = json.loads((folder / "dataset.json").read_text())
-    assert meta["encoders"]["text"] == {"name": "all-MiniLM-L6-v2", "dim": 384, "input": "item_content.csv text"}
-    assert meta["encoders"]["image"]["dim"] == 1280 and meta["encoders"]["image"]["missing_items"] == []
+    assert meta["features"]["text"] == {"encoder": "all-MiniLM-L6-v2", "dim": 384, "input": "item_content.csv text"}
+    assert meta["features"]["image"]["dim"] == 1280 and meta["features"]["image"]["imputed_items"] == []
     category = pd.read_csv(folder / "item_attributes.csv")["category"].to_numpy()
     unit = ds.text_feat / np.linalg.norm(ds.text_feat, axis=1, keepdims=True)
     cos = unit @ unit.T

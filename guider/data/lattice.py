@@ -27,7 +27,7 @@ def read_lattice(src: str | Path, name: str | None = None) -> Dataset:
         "source": {"format": "lattice", "path": str(src)},
         "n_users": n_users,
         "n_items": n_items,
-        "encoders": {},
+        "features": {},
     }
     return Dataset(name or src.name, n_users, n_items, inter, meta=meta)
 

@@ -156,9 +156,9 @@ def _encode(ds: Dataset, texts: list[str], images: list[Image.Image], progress: 
     ds.text_feat = encode_texts(texts, DEFAULT_TEXT_MODEL, progress=progress)
     ds.image_feat, missing = encode_images(images, DEFAULT_IMAGE_MODEL, progress=progress, image_size=ENCODE_SIZE)
     return {
-        "text": {"name": DEFAULT_TEXT_MODEL, "dim": int(ds.text_feat.shape[1]), "input": "item_content.csv text"},
-        "image": {**image_model_info(DEFAULT_IMAGE_MODEL), "input": "item_content.csv image",
-                  "input_size": ENCODE_SIZE, "missing_items": missing},
+        "text": {"encoder": DEFAULT_TEXT_MODEL, "dim": int(ds.text_feat.shape[1]), "input": "item_content.csv text"},
+        "image": {**image_model_info(DEFAULT_IMAGE_MODEL), "encoder": DEFAULT_IMAGE_MODEL,
+                  "input": "item_content.csv image", "image_size": ENCODE_SIZE, "imputed_items": missing},
     }
 
 
@@ -170,7 +170,7 @@ def _metadata(ds, preset, seed, params, n_target, misaligned, donors, misaligned
         "seed": int(seed),
         "generator": {"users": ds.n_users, "items": ds.n_items, "target_interactions": n_target,
                       "misaligned_ratio": float(misaligned_ratio), "image_size": IMAGE_SIZE, **params.to_dict()},
-        "encoders": encoders,
+        "features": encoders or {},  # same layout as `guider features text|image` writes
         "misaligned_items": misaligned.tolist(),
         "misaligned_donors": donors.tolist(),
         "noise": ds.meta["noise"],
