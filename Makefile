@@ -25,8 +25,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
+## the whole workflow on the embedded synthetic dataset (offline, CPU), then the HTML report
 demo: $(STAMP)
-	$(BIN)/python -m guider.demo
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores all --configfile config/demo.yaml
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores 1 --configfile config/demo.yaml --report results/report.html
+	@cat results/tables/main.md
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_epoch.py

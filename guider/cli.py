@@ -17,6 +17,7 @@ COMMANDS: dict[tuple[str | None, str], tuple[str, str]] = {
     ("data", "import"): ("guider.data.import_cli", "import a dataset from another format (lattice, mmrec)"),
     ("data", "download"): ("guider.data.download_cli", "download a real dataset (baby, sports, clothing, microlens)"),
     ("data", "prepare"): ("guider.data.prepare_cli", "turn downloaded files into a dataset folder (protocol)"),
+    ("data", "noise"): ("guider.data.noise_cli", "copy a dataset with injected train noise (noise study)"),
     ("data", "export"): ("guider.data.export_cli", "export a dataset folder to MMRec's layout"),
     ("features", "text"): ("guider.features.text_cli", "extract text features of a dataset's items"),
     ("features", "image"): ("guider.features.image_cli", "extract image features of a dataset's items"),

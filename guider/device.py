@@ -13,8 +13,20 @@ def resolve_device(requested: str | None = None) -> torch.device:
     by accident.
     """
     if requested in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(f"cuda:{_free_gpu()}" if torch.cuda.is_available() else "cpu")
     device = torch.device(requested)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {requested!r} requested but CUDA is not available on this machine")
     return device
+
+
+def _free_gpu() -> int:
+    """Index of the GPU this process uses: with several visible, the first one no other
+    process holds (guider.gpu_claim), so concurrent workflow jobs land on different cards."""
+    count = torch.cuda.device_count()
+    if count < 2:
+        return 0
+    from guider.gpu_claim import claim_gpu
+
+    index = claim_gpu(count)
+    return 0 if index is None else index

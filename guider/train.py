@@ -176,15 +176,18 @@ class Trainer:
             "run": self.state.__dict__,
         }
 
-    def restore(self, saved: dict[str, Any]) -> None:
+    def restore(self, saved: dict[str, Any]) -> bool:
+        """Continue from `saved`; a checkpoint of another config is obsolete: start afresh (returns False)."""
         if saved["config"] != self.config:
-            raise ValueError(f"{self.run_dir}: checkpoint was written with a different config; use a new --out")
+            log.warning("%s: checkpoint was written with a different config; starting the run afresh", self.run_dir)
+            return False
         self.model.load_state_dict(saved["model"])
         if self.optimizer is not None:
             self.optimizer.load_state_dict(saved["optimizer"])
         self.objective.load_state_dict(saved["objective"])
         self.state = RunState(**saved["run"])
         log.info("resumed %s at epoch %d", self.run_dir, self.state.epoch)
+        return True
 
     # --- the loop ------------------------------------------------------------------------
     def fit(self) -> None:

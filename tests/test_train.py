@@ -63,6 +63,14 @@ def test_resume_after_interruption_matches_uninterrupted(tiny_folder, tmp_path, 
     assert resumed["epochs_run"] == 6
 
 
+def test_resume_with_changed_config_starts_afresh(tiny_folder, tmp_path, caplog):
+    run(tiny_folder, tmp_path / "r", epochs=2, seed=1)
+    fresh = run(tiny_folder, tmp_path / "fresh", epochs=3, seed=1)
+    again = run(tiny_folder, tmp_path / "r", epochs=3, seed=1, resume=True)
+    assert "different config; starting the run afresh" in caplog.text
+    assert again["test"] == fresh["test"] and again["epochs_run"] == 3
+
+
 def test_early_stopping_uses_patience(tiny_folder, tmp_path):
     metrics = run(tiny_folder, tmp_path / "r", epochs=50, patience=2, backbone="bpr")
     assert metrics["epochs_run"] <= metrics["best_epoch"] + 3

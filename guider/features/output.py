@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,18 @@ def write_features(folder: Path, modality: str, features: np.ndarray, info: dict
     path = folder / FEATURE_FILES[f"{modality}_feat"]
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, np.ascontiguousarray(features, dtype=np.float32))
-    meta = read_meta(folder)
-    meta.setdefault("features", {})[modality] = {**info, "file": path.name, "shape": list(features.shape)}
-    write_json(folder / META_FILE, meta)
+    with _meta_lock(folder):  # text and image jobs may finish at once: read-modify-write under a lock
+        meta = read_meta(folder)
+        meta.setdefault("features", {})[modality] = {**info, "file": path.name, "shape": list(features.shape)}
+        write_json(folder / META_FILE, meta)
     return path
+
+
+@contextlib.contextmanager
+def _meta_lock(folder: Path):
+    with open(folder / ".dataset.json.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

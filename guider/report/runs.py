@@ -1,0 +1,172 @@
+"""Collect finished runs into one tidy table (one row per run) and their training curves.
+
+The workflow stores every run at
+
+    results/runs/<dataset>/<data>/<backbone>/<method>/seed<k>/
+
+where <data> is `base` (the dataset as prepared) or `noise<r>` (injected-noise ratio r)
+and <method> a label of `labels.METHODS`. The path gives the study coordinates that the
+trainer cannot know (the noise ratio of the data it was handed); metrics.json and
+config.json give the rest, and the two are cross-checked so a misplaced run is an error,
+not a wrong table.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from guider.report.labels import method_label
+
+BASE_DATA = "base"
+_NOISE_DATA = re.compile(r"^noise(\d+(?:\.\d+)?)$")
+_SEED_DIR = re.compile(r"^seed(\d+)$")
+RUN_COLUMNS = ["dataset", "data", "noise_ratio", "backbone", "method", "variant", "denoise", "seed",
+               "best_epoch", "epochs_run", "train_seconds", "seconds_per_epoch", "device", "run_dir"]
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """Study coordinates of a run, read from its directory."""
+
+    dataset: str
+    data: str
+    backbone: str
+    method: str
+    seed: int
+
+    @property
+    def noise_ratio(self) -> float:
+        return noise_ratio(self.data)
+
+
+def noise_ratio(data: str) -> float:
+    """'base' -> 0.0, 'noise0.2' -> 0.2; ValueError otherwise."""
+    if data == BASE_DATA:
+        return 0.0
+    match = _NOISE_DATA.match(data)
+    if not match:
+        raise ValueError(f"data folder name {data!r} is neither '{BASE_DATA}' nor 'noise<ratio>'")
+    return float(match.group(1))
+
+
+def data_name(ratio: float) -> str:
+    """Inverse of `noise_ratio`: 0 -> 'base', 0.2 -> 'noise0.2'."""
+    return BASE_DATA if ratio == 0 else f"noise{ratio:g}"
+
+
+def parse_run_path(metrics_path: str | Path) -> RunKey:
+    """RunKey of `.../<dataset>/<data>/<backbone>/<method>/seed<k>/metrics.json`."""
+    parts = Path(metrics_path).parts
+    if len(parts) < 6:
+        raise ValueError(f"{metrics_path}: expected .../<dataset>/<data>/<backbone>/<method>/seed<k>/metrics.json")
+    dataset, data, backbone, method, seed_dir = parts[-6:-1]
+    seed = _SEED_DIR.match(seed_dir)
+    if not seed:
+        raise ValueError(f"{metrics_path}: run folder {seed_dir!r} is not 'seed<k>'")
+    noise_ratio(data)  # validates the data folder name
+    return RunKey(dataset, data, backbone, method, int(seed.group(1)))
+
+
+def read_run(metrics_path: str | Path) -> dict:
+    """One runs.csv row: study coordinates, training facts, valid/test means, detection quality."""
+    metrics_path = Path(metrics_path)
+    key = parse_run_path(metrics_path)
+    metrics = _read_json(metrics_path)
+    config = _read_json(metrics_path.with_name("config.json")) if metrics_path.with_name("config.json").exists() else {}
+    variant, denoise = _method_of(metrics, config, metrics_path)
+    _check_consistent(key, metrics, method_label(variant, denoise), metrics_path)
+    row = {
+        "dataset": key.dataset, "data": key.data, "noise_ratio": key.noise_ratio, "backbone": key.backbone,
+        "method": key.method, "variant": variant, "denoise": denoise, "seed": key.seed,
+        **{k: metrics.get(k) for k in ("best_epoch", "epochs_run", "train_seconds", "seconds_per_epoch", "device")},
+        "run_dir": str(metrics_path.parent),
+    }
+    for split in ("valid", "test"):
+        row.update({f"{split}.{name}": float(value) for name, value in metrics[split].items()})
+    row.update({f"detect.{name}": value for name, value in _detection(metrics, metrics_path).items()})
+    return row
+
+
+def collect_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
+    """runs.csv as a DataFrame, sorted by study coordinates; an empty list is an error."""
+    if not metrics_paths:
+        raise ValueError("no runs to collect: the list of metrics.json files is empty")
+    rows = [read_run(path) for path in metrics_paths]
+    table = pd.DataFrame(rows)
+    duplicated = table.duplicated(["dataset", "data", "backbone", "method", "seed"])
+    if duplicated.any():
+        raise ValueError(f"the same run is listed twice: {table.loc[duplicated, 'run_dir'].tolist()}")
+    metric_cols = sorted(c for c in table.columns if c not in RUN_COLUMNS)
+    order = ["dataset", "noise_ratio", "backbone", "method", "seed"]
+    return table[RUN_COLUMNS + metric_cols].sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def collect_curves(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per-epoch rows of every run's log.csv, keyed by the run's study coordinates."""
+    frames = []
+    for run in runs.itertuples(index=False):
+        path = Path(run.run_dir) / "log.csv"
+        if not path.exists():
+            raise ValueError(f"{path}: training log missing (every run writes log.csv)")
+        log = pd.read_csv(path)
+        if "epoch" not in log.columns:
+            raise ValueError(f"{path}: no 'epoch' column")
+        keys = {c: getattr(run, c) for c in ("dataset", "data", "noise_ratio", "backbone", "method", "seed")}
+        frames.append(log.assign(**keys))
+    curves = pd.concat(frames, ignore_index=True)
+    front = ["dataset", "data", "noise_ratio", "backbone", "method", "seed", "epoch"]
+    return curves[front + [c for c in curves.columns if c not in front]]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file missing") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+
+
+def _method_of(metrics: dict, config: dict, path: Path) -> tuple[str, str]:
+    """(variant, denoise): config.json is authoritative; metrics.json is the fallback."""
+    variant = config.get("variant", metrics.get("variant"))
+    denoise = config.get("denoise", metrics.get("denoise_method", metrics.get("denoise", "none")))
+    if not isinstance(denoise, str):  # some writers store detection results under "denoise"
+        denoise = metrics.get("denoise_method", "none")
+    if variant is None:
+        raise ValueError(f"{path}: no 'variant' in metrics.json or config.json")
+    for key in ("valid", "test"):
+        if not isinstance(metrics.get(key), dict) or not metrics[key]:
+            raise ValueError(f"{path}: '{key}' must map metric names to values")
+    return variant, denoise
+
+
+def _check_consistent(key: RunKey, metrics: dict, method: str, path: Path) -> None:
+    found = {"backbone": metrics.get("backbone"), "seed": metrics.get("seed"), "method": method}
+    expected = {"backbone": key.backbone, "seed": key.seed, "method": key.method}
+    wrong = {k: (found[k], expected[k]) for k in expected if found[k] != expected[k]}
+    if wrong:
+        detail = ", ".join(f"{k}={got!r} but the folder says {want!r}" for k, (got, want) in wrong.items())
+        raise ValueError(f"{path}: run does not match its folder: {detail}")
+
+
+def _detection(metrics: dict, path: Path) -> dict[str, float]:
+    """Flat numeric scores of AMSC's false set against injected noise (denoise.json), if any."""
+    found = path.with_name("denoise.json")
+    source = _read_json(found) if found.exists() else metrics.get("detection")
+    return _flat_numbers(source) if isinstance(source, dict) else {}
+
+
+def _flat_numbers(tree: dict, prefix: str = "") -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for name, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat_numbers(value, f"{prefix}{name}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[f"{prefix}{name}"] = float(value)
+    return flat

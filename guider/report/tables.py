@@ -1,0 +1,227 @@
+"""The paper's tables, built from runs.csv: structure here, Markdown/LaTeX text in `render`.
+
+Main table (MMRec/GUIDER style): one block per backbone with rows "plain", "+GUIDER"
+and "Improv." (relative improvement of the means), columns dataset x metric, cells
+mean ± std over seeds; the GUIDER cell carries the significance marks of `stats`
+(Holm-corrected over all comparisons of the table); the best mean of each column is bold.
+
+Ablation table: one block per backbone with a row per method (plain, GUIDER, each
+ablation and denoising baseline that was run), same columns; best per column and block
+in bold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from guider.report import stats
+from guider.report.labels import backbone_name, backbone_order, dataset_order, display_name, method_order
+from guider.report.runs import BASE_DATA
+
+SEED_MARK = "*"
+USER_MARK = "†"
+DECIMALS = 4
+PerUserLoader = Callable[[str], pd.DataFrame]
+
+
+@dataclass
+class Cell:
+    mean: float
+    std: float
+    n: int
+    marks: str = ""
+    bold: bool = False
+
+
+@dataclass
+class Row:
+    block: str  # backbone display name
+    label: str  # method display name, or "Improv."
+    cells: list[Cell | str | None]  # one per column; str for improvement rows, None when not run
+    is_value: bool = True
+
+
+@dataclass
+class Table:
+    caption: str
+    groups: list[str]  # dataset names, one column group each
+    metrics: list[str]
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[tuple[str, str]]:
+        return [(group, metric) for group in self.groups for metric in self.metrics]
+
+
+def read_per_user(run_dir: str) -> pd.DataFrame:
+    """A run's per-user test metrics (userID + one column per metric)."""
+    path = Path(run_dir) / "per_user_test.csv"
+    if not path.exists():
+        raise ValueError(f"{path}: per-user test metrics missing (needed for the Wilcoxon test)")
+    frame = pd.read_csv(path)
+    if "userID" not in frame.columns:
+        raise ValueError(f"{path}: no 'userID' column")
+    return frame
+
+
+def seed_values(runs: pd.DataFrame, dataset: str, backbone: str, method: str, metric: str) -> pd.Series:
+    """Test `metric` of each seed of one (dataset, backbone, method) on the base data, by seed."""
+    rows = _select(runs, dataset, backbone, method)
+    column = f"test.{metric}"
+    if column not in runs.columns:
+        raise ValueError(f"runs.csv has no column {column!r}; the trainer did not report {metric}")
+    return rows.set_index("seed")[column].sort_index()
+
+
+def user_values(runs: pd.DataFrame, dataset: str, backbone: str, method: str, metric: str,
+                load: PerUserLoader = read_per_user) -> pd.Series:
+    """Per-user test `metric` averaged over the seeds of one (dataset, backbone, method), by userID."""
+    frames = []
+    for run_dir in _select(runs, dataset, backbone, method)["run_dir"]:
+        frame = load(run_dir)
+        if metric not in frame.columns:
+            raise ValueError(f"{run_dir}: per-user file has no column {metric!r}")
+        frames.append(frame.set_index("userID")[metric])
+    return pd.concat(frames, axis=1).mean(axis=1).sort_index()
+
+
+def compare(runs: pd.DataFrame, dataset: str, backbone: str, metric: str, treatment: str, baseline: str,
+            load: PerUserLoader = read_per_user) -> dict:
+    """Raw p-values of treatment vs baseline over seeds and over users (unadjusted)."""
+    t_seeds, b_seeds = seed_values(runs, dataset, backbone, treatment, metric), seed_values(runs, dataset, backbone, baseline, metric)
+    seeds = t_seeds.index.intersection(b_seeds.index)
+    t_users, b_users = user_values(runs, dataset, backbone, treatment, metric, load), user_values(runs, dataset, backbone, baseline, metric, load)
+    users = t_users.index.intersection(b_users.index)
+    if len(users) != len(t_users) or len(users) != len(b_users):
+        raise ValueError(f"{dataset}/{backbone}/{metric}: the two methods were evaluated on different users")
+    return {
+        "dataset": dataset, "backbone": backbone, "metric": metric, "n_seeds": len(seeds), "n_users": len(users),
+        "p_seeds": stats.paired_ttest(t_seeds[seeds].to_numpy(), b_seeds[seeds].to_numpy()),
+        "p_users": stats.wilcoxon(t_users[users].to_numpy(), b_users[users].to_numpy()),
+    }
+
+
+def significance(runs: pd.DataFrame, metrics: list[str], treatment: str = "paper", baseline: str = "none",
+                 load: PerUserLoader = read_per_user) -> pd.DataFrame:
+    """Every (dataset, backbone, metric) comparison run on the base data, with Holm-adjusted p-values."""
+    rows = []
+    for dataset in _datasets(runs):
+        for backbone in _backbones(runs):
+            if _has(runs, dataset, backbone, treatment) and _has(runs, dataset, backbone, baseline):
+                rows += [compare(runs, dataset, backbone, m, treatment, baseline, load) for m in metrics]
+    table = pd.DataFrame(rows, columns=["dataset", "backbone", "metric", "n_seeds", "n_users", "p_seeds", "p_users"])
+    table["p_seeds_holm"] = stats.holm(table["p_seeds"].to_numpy()) if len(table) else []
+    table["p_users_holm"] = stats.holm(table["p_users"].to_numpy()) if len(table) else []
+    return table
+
+
+def main_table(runs: pd.DataFrame, metrics: list[str], *, treatment: str = "paper", baseline: str = "none",
+               alpha: float = 0.05, load: PerUserLoader = read_per_user) -> tuple[Table, pd.DataFrame]:
+    """The main comparison table and the significance tests behind its marks."""
+    tests = significance(runs, metrics, treatment, baseline, load)
+    datasets = _datasets(runs)
+    n_seeds = sorted(set(_select_base(runs).groupby(["dataset", "backbone", "method"]).size()))
+    table = Table(
+        caption=f"{display_name(treatment)} vs plain backbones: test metrics, mean ± std over {_seed_text(n_seeds)}",
+        groups=datasets, metrics=list(metrics),
+        notes=[f"{SEED_MARK}: p < {alpha} in a paired t-test over seeds; {USER_MARK}: p < {alpha} in a per-user "
+               f"Wilcoxon signed-rank test; both Holm-corrected over the {len(tests)} comparisons of this table.",
+               "Improv.: relative improvement of the mean. Bold: best mean per column."])
+    for backbone in _backbones(runs):
+        plain = _value_row(runs, table, backbone, baseline)
+        guided = _value_row(runs, table, backbone, treatment, f"+{display_name(treatment)}")
+        _add_marks(guided, table, tests[tests["backbone"] == backbone], alpha)
+        improvement = Row(backbone_name(backbone), "Improv.", [_improvement(b, g) for b, g in zip(plain.cells, guided.cells)], False)
+        table.rows += [plain, guided, improvement]
+    _bold_best(table.rows)
+    return table, tests
+
+
+def ablation_table(runs: pd.DataFrame, metrics: list[str], methods: list[str] | None = None) -> Table:
+    """Rows = methods per backbone, columns = dataset x metric, over datasets that ran an ablation."""
+    base = _select_base(runs)
+    present = method_order(base["method"].unique()) if methods is None else [m for m in methods if m in set(base["method"])]
+    extra = [m for m in present if m not in ("none", "paper")]
+    if not extra:
+        raise ValueError("no ablation runs found (methods other than 'none' and 'paper' on the base data)")
+    ablated = base[base["method"].isin(extra)]
+    datasets = dataset_order(ablated["dataset"])
+    table = Table(caption="Ablations and denoising baselines: test metrics, mean ± std over seeds",
+                  groups=datasets, metrics=list(metrics), notes=["Bold: best mean per column within each backbone."])
+    for backbone in backbone_order(ablated["backbone"]):
+        block = [_value_row(runs, table, backbone, method) for method in present]
+        block = [row for row in block if any(cell is not None for cell in row.cells)]
+        _bold_best(block)
+        table.rows += block
+    return table
+
+
+# --- helpers -------------------------------------------------------------------------
+def _select_base(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["data"] == BASE_DATA]
+
+
+def _select(runs: pd.DataFrame, dataset: str, backbone: str, method: str) -> pd.DataFrame:
+    base = _select_base(runs)
+    return base[(base["dataset"] == dataset) & (base["backbone"] == backbone) & (base["method"] == method)]
+
+
+def _has(runs, dataset, backbone, method) -> bool:
+    return len(_select(runs, dataset, backbone, method)) > 0
+
+
+def _datasets(runs: pd.DataFrame) -> list[str]:
+    return dataset_order(_select_base(runs)["dataset"])
+
+
+def _backbones(runs: pd.DataFrame) -> list[str]:
+    return backbone_order(_select_base(runs)["backbone"])
+
+
+def _seed_text(counts: list[int]) -> str:
+    if len(counts) == 1:
+        return f"{counts[0]} seed" + ("s" if counts[0] != 1 else "")
+    return f"{min(counts)}-{max(counts)} seeds"
+
+
+def _value_row(runs: pd.DataFrame, table: Table, backbone: str, method: str, label: str | None = None) -> Row:
+    cells: list[Cell | str | None] = []
+    for dataset, metric in table.columns:
+        values = seed_values(runs, dataset, backbone, method, metric) if _has(runs, dataset, backbone, method) else None
+        cells.append(None if values is None else Cell(*stats.mean_std(values.to_numpy()), n=len(values)))
+    return Row(backbone_name(backbone), label or display_name(method), cells)
+
+
+def _add_marks(row: Row, table: Table, tests: pd.DataFrame, alpha: float) -> None:
+    for cell, (dataset, metric) in zip(row.cells, table.columns):
+        test = tests[(tests["dataset"] == dataset) & (tests["metric"] == metric)]
+        if cell is None or test.empty:
+            continue
+        seeds_p, users_p = test["p_seeds_holm"].iloc[0], test["p_users_holm"].iloc[0]
+        cell.marks = (SEED_MARK if seeds_p < alpha else "") + (USER_MARK if users_p < alpha else "")
+
+
+def _improvement(plain: Cell | None, guided: Cell | None) -> str | None:
+    if plain is None or guided is None or plain.mean == 0:
+        return None
+    return f"{100.0 * (guided.mean - plain.mean) / plain.mean:+.2f}%"
+
+
+def _bold_best(rows: list[Row]) -> None:
+    """Bold the best displayed mean of each column among value rows (ties all bold)."""
+    value_rows = [row for row in rows if row.is_value]
+    if not value_rows:
+        return
+    for col in range(len(value_rows[0].cells)):
+        cells = [row.cells[col] for row in value_rows if isinstance(row.cells[col], Cell)]
+        if not cells:
+            continue
+        best = max(round(cell.mean, DECIMALS) for cell in cells)
+        for cell in cells:
+            cell.bold = bool(np.isclose(round(cell.mean, DECIMALS), best, rtol=0, atol=10 ** -(DECIMALS + 2)))

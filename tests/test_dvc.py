@@ -1,0 +1,150 @@
+"""DVC: the pipeline definition, and a full round trip (slow): run the tiny config through
+`dvc repro`, push to a temporary remote, clone, pull, and check that the pulled files are
+byte-identical and that Snakemake finds nothing to redo.
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.prefix) / "bin"
+PROJECT_FILES = ["Snakefile", "workflow", "config", "profiles", "envs", "guider", "dvc.yaml", ".dvcignore",
+                 ".dvc/config", ".dvc/.gitignore", ".gitignore", "pyproject.toml"]
+
+
+def stage() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["workflow"]
+
+
+def out_paths(definition: dict) -> dict[str, dict]:
+    """{path: options} of a stage's outs and metrics."""
+    entries = {}
+    for entry in definition.get("outs", []) + definition.get("metrics", []):
+        path, options = next(iter(entry.items())) if isinstance(entry, dict) else (entry, {})
+        entries[path] = options or {}
+    return entries
+
+
+# --- the pipeline definition ---------------------------------------------------------
+def test_stage_runs_snakemake_and_keeps_its_state():
+    definition = stage()
+    assert definition["cmd"][0] == "snakemake --cores all --configfile config/config.yaml"
+    assert "--report results/report.html" in definition["cmd"][1]
+    outs = out_paths(definition)
+    for persistent in ("results/data", "results/runs", "results/logs", "resources/baby", "resources/sports",
+                       "resources/clothing", "resources/microlens"):
+        assert outs[persistent].get("persist") is True, persistent
+    assert outs["results/summary/metrics.json"] == {"cache": False}
+    assert set(definition["deps"]) == {"Snakefile", "workflow", "guider"}
+
+
+def test_params_are_the_config_keys_that_change_results():
+    params = stage()["params"][0]["config/config.yaml"]
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    assert set(params) == set(config) - {"resources"}  # resources change where jobs run, not what they compute
+
+
+def test_outs_cover_every_workflow_output_of_the_paper_config():
+    outs = list(out_paths(stage()))
+    listing = run(str(BIN / "snakemake"), "-n", cwd=ROOT)
+    produced = {line.split("output: ", 1)[1] for line in listing.splitlines() if line.strip().startswith("output: ")}
+    files = {f.strip() for line in produced for f in line.split(",")}
+    assert len(files) > 750 * 3
+    uncovered = [f for f in files if not any(f == o or f.startswith(o.rstrip("/") + "/") for o in outs)]
+    assert not uncovered, f"workflow outputs DVC does not version: {sorted(uncovered)[:5]}"
+
+
+def test_plots_and_default_remote():
+    plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    assert {"results/figures/noise.png", "results/figures/curves.png"} <= set(plots)
+    config = configparser.ConfigParser()
+    config.read(ROOT / ".dvc" / "config")
+    remote = config["core"]["remote"]
+    url = config[f"'remote \"{remote}\"'"]["url"]
+    assert not url.startswith(("s3:", "http", "gs:", "azure:"))  # works out of the box: a local directory
+    assert config["core"]["analytics"] == "false"
+
+
+# --- round trip ----------------------------------------------------------------------
+def run(*args: str, cwd: Path, timeout: int = 1500) -> str:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
+           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.org",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.org"}
+    result = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+def copy_project(dest: Path) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".snakemake")
+    for name in PROJECT_FILES:
+        src, target = ROOT / name, dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink() or src.is_file():
+            shutil.copy2(src, target, follow_symlinks=False)
+        else:
+            shutil.copytree(src, target, symlinks=True, ignore=ignore)
+
+
+def tiny_pipeline(repo: Path) -> dict:
+    """The project's dvc.yaml on the tiny config: same stage, minus the downloads it does not make."""
+    pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    definition = pipeline["stages"]["workflow"]
+    definition["cmd"] = [cmd.replace("config/config.yaml", "config/test.yaml") for cmd in definition["cmd"]]
+    definition["params"] = [{"config/test.yaml": definition["params"][0]["config/config.yaml"]}]
+    definition["outs"] = [o for o in definition["outs"] if not next(iter(o)).startswith("resources/")]
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    return definition
+
+
+def file_digests(root: Path, paths) -> dict[str, str]:
+    digests = {}
+    for path in paths:
+        target = root / path
+        files = [target] if target.is_file() else sorted(p for p in target.rglob("*") if p.is_file())
+        for file in files:
+            if file.name == "checkpoint.pt" or ".cache" in file.parts:  # .dvcignore'd
+                continue
+            digests[str(file.relative_to(root))] = hashlib.sha256(file.read_bytes()).hexdigest()
+    return digests
+
+
+@pytest.mark.slow
+def test_push_clone_pull_is_byte_identical_and_up_to_date(tmp_path):
+    repo, clone, remote = tmp_path / "repo", tmp_path / "clone", tmp_path / "remote"
+    copy_project(repo)
+    definition = tiny_pipeline(repo)
+    run("git", "init", "-q", "-b", "main", cwd=repo)
+    run(str(BIN / "dvc"), "remote", "modify", "local", "url", str(remote), cwd=repo)
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-qm", "project", cwd=repo)
+
+    run(str(BIN / "dvc"), "repro", cwd=repo)
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-qm", "results", cwd=repo)
+    assert "Everything is up to date" in run(str(BIN / "dvc"), "push", cwd=repo) or remote.exists()
+    assert (repo / "dvc.lock").exists() and "results/summary/metrics.json" in run("git", "ls-files", cwd=repo)
+
+    run("git", "clone", "-q", str(repo), str(clone), cwd=tmp_path)
+    assert not (clone / "results" / "runs").exists()
+    run(str(BIN / "dvc"), "pull", cwd=clone)
+
+    outs = list(out_paths(definition))
+    original, pulled = file_digests(repo, outs), file_digests(clone, outs)
+    assert len(original) > 100 and pulled == original
+    assert "up to date" in run(str(BIN / "dvc"), "status", cwd=clone)
+
+    snake = [str(BIN / "snakemake"), "--configfile", "config/test.yaml"]
+    run(*snake, "--touch", "--cores", "1", cwd=clone)  # DVC does not restore modification times
+    assert "Nothing to be done" in run(*snake, "-n", cwd=clone)
+    assert file_digests(clone, outs) == original  # touching changed no byte

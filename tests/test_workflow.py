@@ -1,0 +1,328 @@
+"""The Snakemake workflow: dry runs of the shipped configs (job counts computed from the
+configs by hand), lint, config validation, GPU scheduling, the SLURM profile, and one
+end-to-end run of the tiny test config (slow).
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from guider import gpu_claim
+from guider.report.labels import METHODS
+from guider.report.runs import parse_run_path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.prefix) / "bin"
+CONFIGS = {name: ROOT / "config" / f"{name}.yaml" for name in ("config", "demo", "test")}
+
+
+def snakemake(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run snakemake on the repository's Snakefile; the job's `guider` is the one of this interpreter."""
+    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
+    return subprocess.run([str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run: {rule: count}."""
+    table = output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    total = counts.pop("total")
+    assert total == sum(counts.values())
+    return counts
+
+
+def expected_counts(config: dict) -> dict[str, int]:
+    """Jobs a config implies, counted by hand from the study definitions."""
+    datasets = config["datasets"]
+    seeds = config["seeds"]
+    runs = {(d, 0.0, b, m) for d in datasets for b in config["backbones"] for m in config["variants"]}
+    ablation = config.get("ablation", {})
+    runs |= {(d, 0.0, b, m) for d in ablation.get("datasets", []) for b in ablation.get("backbones", [])
+             for m in ablation.get("methods", [])}
+    noise = config.get("noise", {})
+    ratios = noise.get("ratios", [0.0, 0.1, 0.2, 0.3, 0.5])
+    runs |= {(d, float(r), b, m) for d in noise.get("datasets", []) for b in noise.get("backbones", [])
+             for m in noise.get("methods", ["none", "paper"]) for r in ratios}
+    downloads = [d for d, spec in datasets.items() if spec["source"] == "download"]
+    synthetic = [d for d, spec in datasets.items() if spec["source"] == "synthetic"]
+    noisy = {(d, r) for d in noise.get("datasets", []) for r in ratios if r > 0}
+    counts = {f"download_{d}": 1 for d in downloads}
+    counts.update({"prepare": len(downloads), "synthetic": len(synthetic), "text_features": len(datasets),
+                   "image_features": len(datasets), "inject_noise": len(noisy), "train": len(runs) * len(seeds)})
+    has_ablation = any(m not in ("none", "paper") for (_, _, _, m) in runs)
+    counts.update({"collect_runs": 1, "main_table": 1, "headline_metrics": 1, "figure_comparison": 1,
+                   "figure_curves": 1, "all": 1})
+    if has_ablation:
+        counts.update({"ablation_table": 1, "figure_ablation": 1})
+    if noisy:
+        counts.update({"noise_curve": 1, "figure_noise": 1, "figure_detection": 1})
+    return {rule: n for rule, n in counts.items() if n}
+
+
+# --- dry runs ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def paper_dry_run() -> str:
+    """`snakemake -n -p` with no config argument: the default (paper) config, every shell command."""
+    result = snakemake("-n", "-p", cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_dry_run(tmp_path_factory) -> str:
+    result = snakemake("-n", "-p", "--configfile", str(CONFIGS["test"]), cwd=tmp_path_factory.mktemp("tiny"))
+    assert result.returncode == 0, result.stderr
+    return result.stdout + result.stderr
+
+
+def test_paper_dry_run_job_counts_match_the_config(paper_dry_run):
+    assert job_counts(paper_dry_run) == expected_counts(yaml.safe_load(CONFIGS["config"].read_text()))
+
+
+def test_tiny_dry_run_job_counts_match_the_config(tiny_dry_run):
+    assert job_counts(tiny_dry_run) == expected_counts(yaml.safe_load(CONFIGS["test"].read_text()))
+
+
+def test_demo_dry_run_replaces_the_paper_config(tmp_path):
+    result = snakemake("-n", "-p", "--configfile", str(CONFIGS["demo"]), cwd=tmp_path)
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, result.stderr
+    assert job_counts(text) == expected_counts(yaml.safe_load(CONFIGS["demo"].read_text()))
+    assert "results/data/synthetic/base" in text and "baby" not in text  # not merged with the paper config
+
+
+def test_paper_config_counts_by_hand():
+    # 4 datasets x 5 backbones x 2 variants x 5 seeds + 2 x 5 x 7 ablations x 5 + 1 x 5 x 2 x 4 ratios x 5
+    counts = expected_counts(yaml.safe_load(CONFIGS["config"].read_text()))
+    assert counts["train"] == 200 + 350 + 200
+    assert [counts[f"download_{d}"] for d in ("baby", "sports", "clothing", "microlens")] == [1, 1, 1, 1]
+    assert counts["prepare"] == counts["text_features"] == counts["image_features"] == counts["inject_noise"] == 4
+
+
+def test_paper_dry_run_lists_every_stage_and_run(paper_dry_run):
+    config = yaml.safe_load(CONFIGS["config"].read_text())
+    for rule in ("download_baby", "prepare", "text_features", "image_features", "inject_noise", "train",
+                 "collect_runs", "main_table", "figure_noise"):
+        assert f"rule {rule}:" in paper_dry_run
+    for dataset, backbone, variant, seed in itertools.product(config["datasets"], config["backbones"],
+                                                              config["variants"], config["seeds"]):
+        assert f"results/runs/{dataset}/base/{backbone}/{variant}/seed{seed}/metrics.json" in paper_dry_run
+    assert "results/runs/baby/noise0.5/freedom/paper/seed4/metrics.json" in paper_dry_run
+    assert "guider data download baby --resources resources --skip images" in paper_dry_run
+    assert "guider features image --data results/data/baby/base --encoder amazon_cnn" in paper_dry_run
+
+
+def test_train_commands_carry_each_method(paper_dry_run):
+    lines = paper_dry_run.splitlines()
+    commands = [line[line.index("guider train"):] for line in lines if "guider train" in line]
+    assert len(commands) == 750
+    for command in commands:
+        out = re.search(r"--out (\S+)", command).group(1)
+        key = parse_run_path(f"{out}/metrics.json")  # the report can read every run folder
+        variant, denoise, _ = METHODS[key.method]
+        assert f"--variant {variant} --denoise {denoise}" in command
+        assert f"--backbone {key.backbone}" in command and f"--seed {key.seed}" in command
+        data = re.search(r"--data (\S+)", command).group(1)
+        assert data == f"results/data/{key.dataset}/{key.data}"
+        assert "--resume" in command and "--device auto" in command
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint", cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_every_trainable_backbone_is_in_the_paper_config():
+    from guider.models import available, get_class
+
+    trainable = {name for name in available() if get_class(name).trainable}
+    config = yaml.safe_load(CONFIGS["config"].read_text())
+    assert trainable <= set(config["backbones"])
+    assert trainable <= set(config["ablation"]["backbones"]) and trainable <= set(config["noise"]["backbones"])
+
+
+def test_config_keys_are_documented():
+    readme = (ROOT / "config" / "README.md").read_text()
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+
+    def keys(node: dict, prefix: str = "") -> list[str]:
+        found = []
+        for key, sub in node.get("properties", {}).items():
+            found.append(prefix + key)
+            sub = schema["definitions"][sub["$ref"].rsplit("/", 1)[1]] if "$ref" in sub else sub
+            found += keys(sub, f"{prefix}{key}.")
+        return found
+
+    names = keys(schema) + [f"datasets.<name>.{k}" for k in keys(schema["definitions"]["dataset"])]
+    missing = [name for name in names if f"`{name}`" not in readme]
+    assert not missing, f"config/README.md does not document {missing}"
+
+
+# --- validation ----------------------------------------------------------------------
+def validate_config(change: dict) -> dict:
+    """The tiny config with `change` applied, validated against the workflow's schema in-process."""
+    from snakemake.utils import validate
+
+    config = yaml.safe_load(CONFIGS["test"].read_text())
+    config.update(change)
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    return config
+
+
+def test_schema_fills_defaults():
+    config = validate_config({"train": {}, "ablation": {}, "noise": {}, "report": {}, "resources": {}})
+    assert config["train"] == {"epochs": None, "patience": None, "device": "auto", "overrides": {}, "backbone_overrides": {}}
+    assert config["noise"]["ratios"] == [0.0, 0.1, 0.2, 0.3, 0.5] and config["noise"]["methods"] == ["none", "paper"]
+    assert config["resources"]["train"] == {"threads": 1, "mem_mb": 4000, "runtime": 60}
+    assert config["datasets"]["tiny"]["features"]["text"]["encoder"] == "all-MiniLM-L6-v2"
+    assert config["datasets"]["tiny"]["skip"] == [] and config["report"]["alpha"] == 0.05
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"backbones": []}, "backbones"),
+    ({"seeds": [0, 0]}, "seeds"),
+    ({"variants": ["none", "gold"]}, "gold"),
+    ({"train": {"device": "gpu0"}}, "gpu0"),
+    ({"train": {"overrides": {"lr": 0.1}}}, "lr"),
+    ({"datasets": {"tiny": {"source": "ftp"}}}, "ftp"),
+    ({"report": {"metrics": ["hits@3"]}}, "hits@3"),
+    ({"typo": 1}, "typo"),
+])
+def test_schema_rejects_bad_values(change, message):
+    from snakemake.exceptions import WorkflowError
+
+    with pytest.raises(WorkflowError, match=re.escape(message)):
+        validate_config(change)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"ablation": {"datasets": ["nowhere"], "backbones": ["bpr"], "methods": ["tce"]}}, "nowhere"),
+    ({"noise": {"datasets": ["tiny"], "backbones": ["bpr"], "ratios": [0.0]}}, "at least one ratio > 0"),
+    ({"variants": ["paper"]}, "compares 'paper' with 'none'"),
+])
+def test_workflow_rejects_inconsistent_configs(tmp_path, change, message):
+    config = yaml.safe_load(CONFIGS["test"].read_text())
+    config.update(change)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", str(path), cwd=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+
+
+# --- GPU scheduling ------------------------------------------------------------------
+@pytest.mark.parametrize("visible, extra, expected", [
+    ("0,1", [], "2 visible GPU(s); GPU jobs at a time: 2"),
+    ("0,1,2,3", ["--resources", "gpu=1"], "4 visible GPU(s); GPU jobs at a time: 1"),
+    ("-1", [], "0 visible GPU(s); GPU jobs at a time: unlimited (CPU)"),
+])
+def test_gpu_cap_follows_the_visible_gpus(tmp_path, visible, extra, expected):
+    result = snakemake("-n", "--configfile", str(CONFIGS["test"]), *extra, cwd=tmp_path,
+                       env={"CUDA_VISIBLE_DEVICES": visible})
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout + result.stderr
+
+
+def test_training_and_feature_jobs_request_one_gpu(tiny_dry_run):
+    blocks = tiny_dry_run.split("\n\n")
+    for block in blocks:
+        rule = re.search(r"rule (\w+):", block)
+        if rule and rule.group(1) in ("train", "text_features", "image_features"):
+            assert re.search(r"resources: .*gpu=1", block), block
+        elif rule and rule.group(1) in ("collect_runs", "synthetic"):
+            assert "gpu=" not in block
+
+
+def _claim_in_child(lock_dir: str, ids: list[str], ready, release, out) -> None:
+    out.put(gpu_claim.claim_gpu(len(ids), lock_dir, ids))
+    ready.set()
+    release.wait(30)
+
+
+def test_concurrent_processes_claim_different_gpus(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    release, out = ctx.Event(), ctx.Queue()
+    children = []
+    for _ in range(3):
+        ready = ctx.Event()
+        child = ctx.Process(target=_claim_in_child, args=(str(tmp_path), ["3", "7"], ready, release, out))
+        child.start()
+        assert ready.wait(60)
+        children.append(child)
+    claims = [out.get(timeout=10) for _ in children]
+    assert claims == [0, 1, None]  # two cards, three jobs: the third finds none free
+    release.set()
+    for child in children:
+        child.join(30)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu-3.lock", "gpu-7.lock"]
+    try:  # the locks died with their processes: this process gets the first card, and keeps it
+        assert gpu_claim.claim_gpu(2, tmp_path, ["3", "7"]) == 0
+        assert gpu_claim.claim_gpu(2, tmp_path, ["3", "7"]) == 0
+    finally:
+        gpu_claim.release_gpu()
+
+
+def test_physical_ids_follow_cuda_visible_devices(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    assert gpu_claim.physical_ids(2) == ["2", "5"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert gpu_claim.physical_ids(3) == ["0", "1", "2"]
+
+
+# --- SLURM ---------------------------------------------------------------------------
+def test_slurm_profile_dry_run(tmp_path):
+    profile = ROOT / "workflow" / "profiles" / "slurm"
+    result = snakemake("-n", "--profile", str(profile), "--configfile", str(CONFIGS["config"]), cwd=tmp_path)
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text
+    assert job_counts(text)["train"] == 750
+    train = next(block for block in text.split("\n\n") if "rule train:" in block)
+    config = yaml.safe_load(CONFIGS["config"].read_text())["resources"]["train"]
+    assert f"threads: {config['threads']}" in train
+    for resource in (f"mem_mb={config['mem_mb']}", f"runtime={config['runtime']}", "gpu=1", "slurm_partition=gpu"):
+        assert resource in train
+
+
+# --- end to end ----------------------------------------------------------------------
+@pytest.mark.slow
+def test_tiny_config_end_to_end(tmp_path):
+    config = str(CONFIGS["test"])
+    result = snakemake("--cores", "2", "--configfile", config, cwd=tmp_path, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = tmp_path / "results"
+    for name in ("comparison", "curves", "ablation", "noise", "detection"):
+        assert (results / "figures" / f"{name}.png").stat().st_size > 10_000
+        assert (results / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+    for name in ("main.md", "main.tex", "ablation.md", "ablation.tex", "main_significance.csv"):
+        assert (results / "tables" / name).stat().st_size > 0
+    import pandas as pd
+
+    runs = pd.read_csv(results / "summary" / "runs.csv")
+    assert len(runs) == expected_counts(yaml.safe_load(Path(config).read_text()))["train"] == 14
+    assert set(runs["method"]) == {"none", "paper", "tce"} and set(runs["noise_ratio"]) == {0.0, 0.3}
+    noisy = runs[(runs["noise_ratio"] == 0.3) & (runs["method"] == "paper")]
+    assert noisy["detect.injected_noise.precision"].notna().all()
+    again = snakemake("-n", "--configfile", config, cwd=tmp_path)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    report = snakemake("--report", "results/report.html", "--configfile", config, cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    html = (results / "report.html").read_text()
+    for caption in ("How well AMSC finds the injected noise", "Robustness to injected noise",
+                    "One row per training run", "of every backbone, plain (grey)"):
+        assert caption in html

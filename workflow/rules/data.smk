@@ -1,0 +1,90 @@
+# Datasets: download + prepare (real data), generate (synthetic), inject noise (noise study).
+
+
+# One download rule per real dataset: its outputs are the registry's upstream files, so a
+# failed or interrupted download keeps its partial files and resumes on the next run.
+for _name in datasets_by_source("download"):
+
+    rule:
+        name:
+            f"download_{_name}"
+        output:
+            download_outputs(_name),
+        conda:
+            CONDA_ENV
+        log:
+            f"results/logs/data/download_{_name}.log",
+        params:
+            dataset=_name,
+            args=download_args(_name),
+        localrule: True
+        resources:
+            **job_resources("data"),
+        shell:
+            "guider data download {params.dataset} --resources resources {params.args} --no-progress > {log} 2>&1"
+
+
+rule prepare:
+    input:
+        lambda wildcards: download_outputs(wildcards.dataset),
+    output:
+        content="results/data/{dataset}/base/item_content.csv",
+        meta="results/data/{dataset}/base/dataset.json",
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/data/prepare_{dataset}.log",
+    params:
+        folder=lambda wildcards, output: os.path.dirname(output.meta),
+        seed=lambda wildcards: DATASETS[wildcards.dataset]["split_seed"],
+    wildcard_constraints:
+        dataset=name_pattern(datasets_by_source("download")),
+    resources:
+        **job_resources("data"),
+    shell:
+        "guider data prepare {wildcards.dataset} --resources resources --out {params.folder} "
+        "--seed {params.seed} > {log} 2>&1"
+
+
+rule synthetic:
+    output:
+        content="results/data/{dataset}/base/item_content.csv",
+        meta="results/data/{dataset}/base/dataset.json",
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/data/synthetic_{dataset}.log",
+    params:
+        folder=lambda wildcards, output: os.path.dirname(output.meta),
+        args=synthetic_args,
+    wildcard_constraints:
+        dataset=name_pattern(datasets_by_source("synthetic")),
+    localrule: True
+    resources:
+        **job_resources("data"),
+    shell:
+        "guider data synthetic --out {params.folder} {params.args} --no-features > {log} 2>&1"
+
+
+rule inject_noise:
+    input:
+        unpack(lambda wildcards: base_data_files(wildcards.dataset)),
+    output:
+        meta="results/data/{dataset}/noise{ratio}/dataset.json",
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/data/noise_{dataset}_{ratio}.log",
+    params:
+        base=lambda wildcards, input: os.path.dirname(input.meta),
+        folder=lambda wildcards, output: os.path.dirname(output.meta),
+        seed=config["noise"]["seed"],
+        mode=config["noise"]["mode"],
+    wildcard_constraints:
+        ratio=r"[0-9]*\.?[0-9]+",
+    localrule: True
+    resources:
+        **job_resources("data"),
+    shell:
+        "guider data noise --data {params.base} --ratio {wildcards.ratio} --seed {params.seed} "
+        "--mode {params.mode} --out {params.folder} > {log} 2>&1"

@@ -1,0 +1,44 @@
+# Item features: text (sentence-transformers) and image (CNN, or Amazon's published CNN
+# features) into the dataset folder. Both may use a GPU, so they count against `gpu`.
+
+
+rule text_features:
+    input:
+        content="results/data/{dataset}/base/item_content.csv",
+    output:
+        feat="results/data/{dataset}/base/text_feat.npy",
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/features/text_{dataset}.log",
+    params:
+        folder=lambda wildcards, input: os.path.dirname(input.content),
+        args=feature_args("text"),
+    threads: job_resources("features")["threads"]
+    resources:
+        gpu=1,
+        mem_mb=job_resources("features")["mem_mb"],
+        runtime=job_resources("features")["runtime"],
+    shell:
+        "guider features text --data {params.folder} {params.args} --no-progress > {log} 2>&1"
+
+
+rule image_features:
+    input:
+        content="results/data/{dataset}/base/item_content.csv",
+    output:
+        feat="results/data/{dataset}/base/image_feat.npy",
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/features/image_{dataset}.log",
+    params:
+        folder=lambda wildcards, input: os.path.dirname(input.content),
+        args=feature_args("image"),
+    threads: job_resources("features")["threads"]
+    resources:
+        gpu=1,
+        mem_mb=job_resources("features")["mem_mb"],
+        runtime=job_resources("features")["runtime"],
+    shell:
+        "guider features image --data {params.folder} {params.args} --no-progress > {log} 2>&1"
