@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,10 @@ def write_features(folder: Path, modality: str, features: np.ndarray, info: dict
 
 @contextlib.contextmanager
 def _meta_lock(folder: Path):
-    with open(folder / ".dataset.json.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """Exclusive flock on the dataset folder itself (no lock file left among the outputs)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
