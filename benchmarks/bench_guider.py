@@ -1,0 +1,214 @@
+"""Seconds per training epoch: plain backbone vs GUIDER (`paper`), measured in the same run.
+
+    python benchmarks/bench_guider.py                       # synthetic `baby` preset, all backbones
+    python benchmarks/bench_guider.py --data DIR --backbones lightgcn,freedom --epochs 3
+
+For each backbone both trainers are built on the same data and their epochs alternate
+(plain, paper, plain, paper, ...) after one warm-up epoch each, so machine load hits both
+alike; the medians are compared. `--steps N` times only the first N batches of each
+epoch (after 2 warm-up batches) and extrapolates to a whole epoch, for slow machines. AMSC runs once every `amsc.every` epochs, so its cost
+is measured on its own (with the teacher's S_rec, the post-warm-up case) and amortised:
+paper s/epoch = median timed epoch + AMSC / every. The GUIDER step is split into AMSC,
+teacher (DBPR step, post-update forward, candidate top-k), OT (cost matrix + POT Sinkhorn)
+and the rest (student forward/backward/Adam, sampling), by timing those calls.
+
+Without --data the synthetic baby preset (19,445 users, 7,050 items, 20 % injected noise)
+is generated into results/tmp/bench_baby; --random-features skips the text/image encoders
+there and uses Gaussian features of the same sizes (384 / 1280), which cost the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from guider.data import load_dataset
+from guider.denoise import distill, guider as guider_objective
+from guider.models import available, get_class
+from guider.train import Trainer, resolve_run_config
+
+DEFAULT_DATA = Path("results/tmp/bench_baby")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="dataset folder (default: synthetic baby preset, generated once)")
+    parser.add_argument("--backbones", help="comma-separated (default: every trainable registered backbone)")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per trainer (after one warm-up)")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="time only the first STEPS batches of each timed epoch and extrapolate "
+                             "(s/epoch = per-epoch overhead + batches x median step); 0 = whole epochs")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (the issue's numbers: 2 cores)")
+    parser.add_argument("--variant", default="paper")
+    parser.add_argument("--random-features", action="store_true",
+                        help="skip the encoders when generating data; Gaussian features for a folder without any")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for both trainers' sections, e.g. kd.users=64")
+    return parser.parse_args(argv)
+
+
+def baby_dataset(path: Path, random_features: bool) -> Path:
+    """The synthetic baby preset with 20 % popularity noise, generated once into `path`."""
+    if (path / "dataset.json").exists():
+        return path
+    from guider.data.synthetic import make_synthetic
+
+    make_synthetic(path, preset="baby", noise_ratio=0.2, seed=0, encode=not random_features)
+    if random_features:
+        rng = np.random.default_rng(0)
+        n_items = load_dataset(path).n_items
+        np.save(path / "text_feat.npy", rng.normal(size=(n_items, 384)).astype(np.float32))
+        np.save(path / "image_feat.npy", rng.normal(size=(n_items, 1280)).astype(np.float32))
+    return path
+
+
+class StepTimer:
+    """Accumulates wall time spent inside selected functions while installed."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._undo = []
+
+    def wrap(self, owner, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[label] += time.perf_counter() - started
+
+        setattr(owner, name, timed)
+        self._undo.append((owner, name, original))
+
+    def remove(self) -> None:
+        for owner, name, original in reversed(self._undo):
+            setattr(owner, name, original)
+        self._undo.clear()
+
+
+def trainer_for(ds, backbone: str, variant: str, sets: list[str], run_dir: Path) -> Trainer:
+    own = [s for s in sets if s.split(".", 1)[0] in ("model", "train")] if variant == "none" else sets
+    config = resolve_run_config(backbone, variant=variant, sets=own)
+    config["dataset"] = ds.name
+    return Trainer(ds, run_dir, config, torch.device("cpu"), progress=False)
+
+
+class _Enough(Exception):
+    """Raised inside a trainer step to end a partial epoch."""
+
+
+def time_epoch(trainer: Trainer, epoch: int, steps: int = 0) -> tuple[float, list[float]]:
+    """(seconds outside the steps: epoch hooks, sampling, batching; seconds of each step).
+
+    With `steps` > 0 the epoch is cut after that many batches."""
+    times: list[float] = []
+    step = trainer._step
+
+    def timed(batch, ep, index):
+        if steps and len(times) >= steps:
+            raise _Enough
+        started = time.perf_counter()
+        try:
+            return step(batch, ep, index)
+        finally:
+            times.append(time.perf_counter() - started)
+
+    trainer._step = timed
+    started = time.perf_counter()
+    try:
+        trainer.run_epoch(epoch)
+    except _Enough:
+        pass
+    finally:
+        del trainer._step  # back to the class's method
+    return time.perf_counter() - started - sum(times), times
+
+
+def epoch_seconds(runs: list[tuple[float, list[float]]], n_batches: int) -> float:
+    """Median whole-epoch time, or for partial epochs overhead + n_batches x median step."""
+    overhead = statistics.median(r[0] for r in runs)
+    if all(len(r[1]) >= n_batches for r in runs):
+        return statistics.median(r[0] + sum(r[1]) for r in runs)
+    return overhead + n_batches * statistics.median(t for r in runs for t in r[1])
+
+
+def bench_backbone(ds, backbone: str, args, workdir: Path) -> dict[str, float]:
+    plain = trainer_for(ds, backbone, "none", args.sets, workdir / f"{backbone}_plain")
+    guided = trainer_for(ds, backbone, args.variant, args.sets, workdir / f"{backbone}_{args.variant}")
+    warm = min(args.steps, 2) if args.steps else 0
+    time_epoch(plain, 0, warm)
+    time_epoch(guided, 0, warm)  # warm-up; AMSC's first (warm-up) calibration happens here
+    timer = StepTimer()
+    timer.wrap(guided.objective, "teacher_step", "teacher")
+    timer.wrap(guided.objective.teacher, "embeddings", "teacher")
+    timer.wrap(guider_objective, "build_candidates", "teacher")
+    timer.wrap(distill, "entropic_ot", "ot")
+    timer.wrap(distill, "cosine_cost", "ot")
+    plain_runs, guided_runs = [], []
+    for epoch in range(1, args.epochs + 1):  # epochs 1..4 hold no AMSC recalibration (every = 5)
+        plain_runs.append(time_epoch(plain, epoch, args.steps))
+        guided_runs.append(time_epoch(guided, epoch, args.steps))
+    timer.remove()
+    n_batches = -(-len(plain.inputs.train_users) // plain.tcfg["batch_size"])
+    amsc_seconds, every = amsc_cost(guided)
+    plain_s = epoch_seconds(plain_runs, n_batches)
+    guided_s = epoch_seconds(guided_runs, n_batches) + amsc_seconds / every
+    timed_total = sum(r[0] + sum(r[1]) for r in guided_runs)
+    scale = (guided_s - amsc_seconds / every) / (timed_total / len(guided_runs))  # timed part -> one epoch
+    shares = {k: v / len(guided_runs) * scale / guided_s for k, v in timer.seconds.items()}
+    shares["amsc"] = amsc_seconds / every / guided_s
+    return {"plain": plain_s, "guided": guided_s, "ratio": guided_s / plain_s, **shares}
+
+
+def amsc_cost(trainer: Trainer) -> tuple[float, int]:
+    """Seconds of one AMSC recalibration with teacher S_rec, and the recalibration period."""
+    objective = trainer.objective
+    if getattr(objective, "amsc", None) is None:
+        return 0.0, 1
+    started = time.perf_counter()
+    objective.recalibrate(objective.amsc_config.warmup_epochs)
+    return time.perf_counter() - started, objective.amsc_config.every
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    data = args.data or baby_dataset(DEFAULT_DATA, args.random_features)
+    ds = load_dataset(data)
+    if args.random_features and not ds.has_features:
+        rng = np.random.default_rng(0)
+        ds.text_feat = rng.normal(size=(ds.n_items, 384)).astype(np.float32)
+        ds.image_feat = rng.normal(size=(ds.n_items, 1280)).astype(np.float32)
+    backbones = args.backbones.split(",") if args.backbones else [
+        name for name in available() if get_class(name).trainable]
+    timed = f"first {args.steps} batches of {args.epochs} epochs" if args.steps else f"{args.epochs} whole epochs"
+    print(f"data {data}: {ds.n_users} users, {ds.n_items} items, {len(ds.split(0)[0])} train rows; "
+          f"{args.threads} threads; timed: {timed} per trainer; variant {args.variant}")
+    header = f"{'backbone':10s} {'plain s/ep':>10s} {args.variant + ' s/ep':>11s} {'ratio':>6s}   " \
+             f"{'AMSC':>6s} {'teacher':>8s} {'OT':>6s} {'rest':>6s}"
+    print(header)
+    ratios = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for backbone in backbones:
+            r = bench_backbone(ds, backbone, args, Path(tmp))
+            rest = 1.0 - r.get("amsc", 0) - r.get("teacher", 0) - r.get("ot", 0)
+            ratios[backbone] = r["ratio"]
+            print(f"{backbone:10s} {r['plain']:10.3f} {r['guided']:11.3f} {r['ratio']:6.2f}   "
+                  f"{r.get('amsc', 0):6.1%} {r.get('teacher', 0):8.1%} {r.get('ot', 0):6.1%} {rest:6.1%}", flush=True)
+    worst = max(ratios, key=ratios.get)
+    print(f"max ratio {ratios[worst]:.2f} ({worst})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+"""Denoising plug-ins, each a training objective registered by name (guider/objective.py):
+
+- GUIDER and its ablations: paper, no_amsc, no_dbpr, kl_kd, no_kd (guider.py);
+- the authors' released behaviour: as_released (as_released.py);
+- baselines of Wang et al. (WSDM 2021): tce (tce.py), rce (rce.py).
+
+No backbone contains plug-in code: every objective wraps the backbone through the model
+protocol of guider/models/base.py.
+"""
+
+from guider.denoise import as_released, guider, rce, tce  # noqa: F401  (registration side effect)
+from guider.denoise.amsc import AMSC, AMSCConfig, Calibration
+from guider.denoise.distill import entropic_ot, kl_distillation, ot_distillation
+
+__all__ = ["AMSC", "AMSCConfig", "Calibration", "entropic_ot", "kl_distillation", "ot_distillation"]

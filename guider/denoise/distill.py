@@ -1,0 +1,130 @@
+"""Guided knowledge distillation: the student's ranking distribution is pulled towards the
+teacher's over a per-user candidate set, by entropic optimal transport (the paper) or KL
+(the `kl_kd` ablation).
+
+OT is solved with POT, batched over users (`ot.batch.solve_batch`), in the plain (not
+log) domain Sinkhorn: with eps = 0.05 and costs 1 - cos in [0, 2] the kernel exp(-M/eps)
+stays above exp(-40), far from float32 underflow. When max(M)/eps exceeds
+`PLAIN_DOMAIN_LIMIT` or the plain solve is not finite, the log-domain solver is used.
+
+Gradient (to the student distribution only). The entropic OT value
+    OT_eps(a, b; M) = min_T <T, M> + eps * sum T log T,  T 1 = a, T^T 1 = b
+has gradient d OT / d a = f, the dual potential of the source marginal (envelope
+theorem), defined up to an additive constant that a softmax input cancels. POT's own
+`grad='envelope'` gives gradients w.r.t. the cost matrix only, not the marginals, so the
+solve runs detached and the loss is the surrogate
+    value + <f - mean(f), a - a.detach()>,
+whose value is the OT value and whose gradient w.r.t. `a` is the centred potential
+f = eps * log(u) (u the Sinkhorn scaling of the rows). Teacher scores and costs never
+receive gradient.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import ot
+import torch
+import torch.nn.functional as F
+
+PLAIN_DOMAIN_LIMIT = 50.0  # use the log-domain solver when max(M) / eps exceeds this
+MIN_MASS = 1e-12  # marginals are clamped to this so the potential log(u) stays finite
+
+
+def cosine_cost(item_emb: torch.Tensor) -> torch.Tensor:
+    """[U, K, K] cost 1 - cos(e_a, e_b) between the candidate items of each user (in [0, 2])."""
+    unit = F.normalize(item_emb, dim=-1)  # [U, K, d]
+    return (1.0 - unit @ unit.transpose(1, 2)).clamp_(0.0, 2.0)  # [U, K, K]
+
+
+def _clamped_marginal(p: torch.Tensor) -> torch.Tensor:
+    p = p.detach().clamp_min(MIN_MASS)
+    return p / p.sum(-1, keepdim=True)
+
+
+def _solve(cost: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: float, max_iter: int, tol: float, method: str):
+    """POT batched Sinkhorn; returns (values [U], source potential [U, K])."""
+    # POT builds its initial scalings on the default device; pin it to the inputs' device.
+    with torch.device(cost.device) if cost.device.type != "cpu" else contextlib.nullcontext():
+        res = ot.solve_batch(cost, reg=eps, a=a, b=b, max_iter=max_iter, tol=tol, method=method, grad="detach")
+    scaling = res.potentials[0]  # [U, K]: u (plain domain) or log u (log domain)
+    log_u = torch.log(scaling) if method == "sinkhorn" else scaling
+    return res.value, eps * log_u
+
+
+def entropic_ot(
+    p_student: torch.Tensor,
+    p_teacher: torch.Tensor,
+    cost: torch.Tensor,
+    eps: float = 0.05,
+    max_iter: int = 30,
+    tol: float = 1e-5,
+) -> torch.Tensor:
+    """[U] entropic OT value between p_student [U, K] and p_teacher [U, K] under cost [U, K, K].
+
+    Differentiable w.r.t. `p_student` only (envelope gradient, see the module docstring).
+    """
+    if eps <= 0:
+        raise ValueError(f"kd.eps must be > 0, got {eps}")
+    a, b, cost = _clamped_marginal(p_student), _clamped_marginal(p_teacher), cost.detach()
+    method = "sinkhorn" if float(cost.max()) / eps <= PLAIN_DOMAIN_LIMIT else "log_sinkhorn"
+    value, potential = _solve(cost, a, b, eps, max_iter, tol, method)
+    if method == "sinkhorn" and not (torch.isfinite(potential).all() and torch.isfinite(value).all()):
+        value, potential = _solve(cost, a, b, eps, max_iter, tol, "log_sinkhorn")
+    potential = potential - potential.mean(-1, keepdim=True)  # [U, K] gauge: centred
+    return value.detach() + (potential * (p_student - p_student.detach())).sum(-1)  # [U]
+
+
+def ot_distillation(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    teacher_item_emb: torch.Tensor,
+    temperature: float = 1.0,
+    eps: float = 0.05,
+    max_iter: int = 30,
+    tol: float = 1e-5,
+) -> torch.Tensor:
+    """L_KD = mean_u OT_eps(softmax(y^S/t), softmax(y^T/t); 1 - cos of teacher item embeddings).
+
+    student_logits, teacher_logits: [U, K] scores of each user's candidates;
+    teacher_item_emb: [U, K, d] the teacher's embeddings of those candidates.
+    """
+    p_student = torch.softmax(student_logits / temperature, dim=-1)  # [U, K]
+    p_teacher = torch.softmax(teacher_logits.detach() / temperature, dim=-1)  # [U, K]
+    cost = cosine_cost(teacher_item_emb.detach())  # [U, K, K]
+    return entropic_ot(p_student, p_teacher, cost, eps, max_iter, tol).mean()
+
+
+def kl_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """L_KD = mean_u KL(p_T || p_S) over the same candidates (the `kl_kd` ablation)."""
+    log_p_student = torch.log_softmax(student_logits / temperature, dim=-1)  # [U, K]
+    log_p_teacher = torch.log_softmax(teacher_logits.detach() / temperature, dim=-1)  # [U, K]
+    return F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean")
+
+
+def build_candidates(
+    teacher_scores: torch.Tensor,
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+    n_candidates: int,
+    n_top: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """[U, K] candidate items per user: the batch positive and negative, the teacher's top
+    `n_top` items (training positives not masked; pos/neg excluded so they are not repeated),
+    then uniform random items up to K. Random fill may rarely repeat an item (K << n_items).
+
+    teacher_scores: [U, n_items] detached teacher scores; pos, neg: [U].
+    """
+    n_users, n_items = teacher_scores.shape
+    n_top = min(n_top, n_candidates - 2, n_items - 2)
+    if n_candidates < 2 or n_top < 0:
+        raise ValueError(f"kd.candidates must be >= 2 (got {n_candidates}) and kd.teacher_top >= 0")
+    scores = teacher_scores.detach().clone()  # [U, n_items]
+    rows = torch.arange(n_users, device=scores.device)
+    scores[rows, pos] = float("-inf")
+    scores[rows, neg] = float("-inf")
+    top = scores.topk(n_top, dim=1).indices  # [U, n_top]
+    n_random = n_candidates - 2 - n_top
+    rand = torch.randint(n_items, (n_users, n_random), generator=generator, device="cpu").to(scores.device)
+    return torch.cat([pos[:, None], neg[:, None], top, rand], dim=1)  # [U, K]

@@ -1,0 +1,245 @@
+"""GUIDER as a training objective: AMSC -> DBPR teacher -> OT-guided student, in sync.
+
+Per student batch (guider-method.md sec. 4): one teacher step on the batch (DBPR with
+AMSC's weights), then the student loss = backbone loss + kd.weight x L_KD against the
+*updated*, detached teacher. The student's forward pass (`propagate`) runs once and is
+shared by its backbone loss and its KD scores. Variants (sec. 5) are subclasses that only
+change what the teacher trains on and which distillation loss is used.
+
+Decisions where the specification is silent (also in docs/method.md):
+- KD users: the distinct users of the batch, at most `kd.users` of them drawn at random
+  (cost control); each with the positive and negative of its first triple in the batch.
+- Candidates: [pos, neg, teacher top `kd.teacher_top` (pos/neg excluded), uniform random].
+- L_KD is POT's entropic OT value <T, M> + eps sum T log T (whose exact gradient is the
+  envelope gradient); the Sinkhorn solve runs `kd.iters` iterations at most.
+- `kd.balance: mgda` weights L_backbone and L_KD by the two-task min-norm solution of
+  their gradients (kd.weight is then unused); `kd.weight = 0` skips KD entirely.
+- AMSC recalibrates at epochs 0, every, 2 every, ...; S_rec uses the teacher from
+  epoch `warmup_epochs` on. Before the first calibration every row is true.
+- `kd.refresh_teacher` (default true, as specified): KD uses a fresh teacher forward after
+  its step; false reuses the teacher's training forward of this batch (pre-step,
+  detached): one teacher forward cheaper per batch, the teacher one Adam step stale.
+- The teacher's hyper-parameters are the `teacher` keys its backbone knows (others are
+  ignored, e.g. n_layers for MF-BPR); it has its own Adam with `teacher.lr`.
+- The teacher reported in teacher_metrics.json is the one saved with the best student
+  epoch (the trainer restores the objective state of that epoch before `finalize`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from guider.data.dataset import Dataset
+from guider.denoise.amsc import AMSC, AMSCConfig, Calibration
+from guider.denoise.config import choice, section, with_changes
+from guider.denoise.dbpr import dbpr_loss, dbpr_weights
+from guider.denoise.distill import build_candidates, kl_distillation, ot_distillation
+from guider.denoise.mgda import flat_gradient, min_norm_two
+from guider.denoise.reporting import detection_report, save_amsc, teacher_report
+from guider.denoise.teacher import Teacher, mixed_seed
+from guider.models.base import Embeddings, ModelInputs, Recommender
+from guider.objective import Batch, Evaluator, Objective, register_objective
+
+log = logging.getLogger(__name__)
+
+PAPER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "amsc": {"knn_k": 10, "text_weight": 0.5, "warmup_epochs": 5, "every": 5, "tau": 1.0,
+             "max_false_ratio": 0.2, "min_history": 4},
+    "teacher": {"backbone": "lightgcn", "n_layers": 2, "embedding_size": 64, "reg_weight": 1e-4, "lr": 0.001},
+    "dbpr": {"false_weight": 0.5},
+    "kd": {"loss": "ot", "weight": 0.1, "temperature": 1.0, "eps": 0.05, "candidates": 50, "teacher_top": 24,
+           "users": 128, "iters": 30, "tol": 1e-5, "balance": "fixed", "refresh_teacher": True},
+}
+
+
+def unique_first(users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distinct users [U], index of each one's first triple in the batch [U])."""
+    distinct, inverse = torch.unique(users, return_inverse=True)
+    positions = torch.arange(len(users), device=users.device)
+    first = torch.full((len(distinct),), len(users), device=users.device, dtype=torch.long)
+    return distinct, first.scatter_reduce(0, inverse, positions, reduce="amin")
+
+
+@register_objective("paper")
+class GuiderObjective(Objective):
+    """GUIDER as the paper describes it: AMSC + DBPR teacher + OT distillation."""
+
+    defaults = PAPER_DEFAULTS
+    uses_amsc = True  # False: every interaction is true and AMSC never runs
+    teacher_uses_dbpr = True  # False: the teacher trains with plain BPR (AMSC only logged)
+
+    def __init__(self, model: Recommender, inputs: ModelInputs, dataset: Dataset, config: dict[str, Any]):
+        super().__init__(model, inputs, dataset, config)
+        self.amsc_config = AMSCConfig(**section(config, self.defaults, "amsc"))
+        self.teacher_config = section(config, self.defaults, "teacher")
+        self.false_weight = float(section(config, self.defaults, "dbpr")["false_weight"])
+        self.kd = section(config, self.defaults, "kd")
+        self._validate_kd()
+        self.seed = int(config.get("seed", 0))
+        self.device = inputs.device
+        n_rows = len(inputs.train_users)
+        self.train_users = torch.tensor(np.asarray(inputs.train_users), dtype=torch.long, device=self.device)
+        self.train_items = torch.tensor(np.asarray(inputs.train_items), dtype=torch.long, device=self.device)
+        self.amsc = self._build_amsc() if self.uses_amsc else None
+        self.calibration = _all_true(n_rows, self.device)
+        self.calibrated_epoch = -1
+        self.false_share = 0.0  # share of train rows currently false (logged)
+        teacher_hparams = {k: v for k, v in self.teacher_config.items() if k not in ("backbone", "lr")}
+        self.teacher = Teacher(self.teacher_config["backbone"], inputs, teacher_hparams,
+                               float(self.teacher_config["lr"]), self.seed)
+        self.generator = torch.Generator()
+        self._stale_teacher_emb: Embeddings | None = None  # the teacher's last training forward, detached
+
+    # --- configuration ---------------------------------------------------------------------
+    def _validate_kd(self) -> None:
+        kd = self.kd
+        choice(kd["loss"], ("ot", "kl"), "kd.loss")
+        choice(kd["balance"], ("fixed", "mgda"), "kd.balance")
+        if kd["weight"] < 0 or kd["temperature"] <= 0 or kd["eps"] <= 0:
+            raise ValueError("kd.weight must be >= 0, kd.temperature and kd.eps > 0")
+        if kd["candidates"] < 2 or kd["users"] < 1 or kd["iters"] < 1 or kd["teacher_top"] < 0:
+            raise ValueError("kd.candidates must be >= 2, kd.users and kd.iters >= 1, kd.teacher_top >= 0")
+
+    def _build_amsc(self) -> AMSC:
+        return AMSC(self.train_users, self.train_items, self.inputs.n_users,
+                    self.inputs.text_feat, self.inputs.image_feat, self.amsc_config)
+
+    # --- per epoch -------------------------------------------------------------------------
+    def on_epoch_start(self, epoch: int, generator: torch.Generator) -> None:
+        self.generator.manual_seed(mixed_seed(self.seed, 2, epoch))
+        self.teacher.on_epoch_start(epoch)
+        if self.amsc is not None and (epoch % self.amsc_config.every == 0 or self.calibrated_epoch < 0):
+            self.recalibrate(epoch)
+
+    def recalibrate(self, epoch: int) -> Calibration:
+        """Run AMSC; S_rec from the teacher once `epoch` >= amsc.warmup_epochs."""
+        rec = None
+        if epoch >= self.amsc_config.warmup_epochs:
+            rec = self.teacher.model.item_embeddings(self.teacher.embeddings())
+        self.calibration = self.amsc.calibrate(rec)
+        self.calibrated_epoch = epoch
+        self.false_share = float(self.calibration.false_mask.float().mean())
+        log.debug("AMSC at epoch %d: %d false rows", epoch, int(self.calibration.false_mask.sum()))
+        return self.calibration
+
+    # --- per batch -------------------------------------------------------------------------
+    def step(self, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
+        logs = {"loss_teacher": self.teacher_step(batch), "amsc_false_share": self.false_share}
+        emb = self.model.propagate()
+        loss_backbone = self.model.loss(batch.users, batch.pos, batch.neg, emb=emb)
+        logs["loss_backbone"] = float(loss_backbone.detach())
+        if self.kd["weight"] == 0:
+            return loss_backbone, logs
+        loss_kd = self.kd_loss(batch, emb)
+        logs["loss_kd"] = float(loss_kd.detach())
+        gamma = self._backbone_share(loss_backbone, loss_kd)
+        if gamma is None:
+            return loss_backbone + self.kd["weight"] * loss_kd, logs
+        logs["kd_gamma"] = gamma
+        return gamma * loss_backbone + (1.0 - gamma) * loss_kd, logs
+
+    def teacher_step(self, batch: Batch) -> float:
+        """One DBPR (or BPR) step of the teacher on the batch."""
+        weights = None
+        if self.teacher_uses_dbpr:
+            rows = batch.rows
+            weights = dbpr_weights(self.calibration.false_mask[rows], self.calibration.weights[rows], self.false_weight)
+        emb = self.teacher.model.propagate()
+        self._stale_teacher_emb = Embeddings(emb.users.detach(), emb.items.detach())
+        return self.teacher.step(dbpr_loss(self.teacher.model, batch.users, batch.pos, batch.neg, weights, emb=emb))
+
+    def teacher_embeddings_for_kd(self) -> Embeddings:
+        """The updated teacher (a forward pass after its step), or with kd.refresh_teacher
+        false the embeddings of its training forward just before the step (one step stale,
+        one teacher forward cheaper)."""
+        if self.kd["refresh_teacher"] or self._stale_teacher_emb is None:
+            return self.teacher.embeddings()
+        return self._stale_teacher_emb
+
+    def kd_loss(self, batch: Batch, emb: Embeddings) -> torch.Tensor:
+        """L_KD between the student (emb, with autograd) and the updated, detached teacher."""
+        users, first = unique_first(batch.users)
+        if len(users) > self.kd["users"]:
+            pick = torch.randperm(len(users), generator=self.generator)[: self.kd["users"]].to(users.device)
+            users, first = users[pick], first[pick]
+        with torch.no_grad():
+            teacher_emb = self.teacher_embeddings_for_kd()
+            teacher_full = self.teacher.model.scores(teacher_emb, users)  # [U, n_items]
+            cands = build_candidates(teacher_full, batch.pos[first], batch.neg[first], self.kd["candidates"],
+                                     self.kd["teacher_top"], self.generator)  # [U, K]
+            teacher_logits = teacher_full.gather(1, cands)  # [U, K]
+        student_logits = self.model.scores(emb, users, cands)  # [U, K]
+        if self.kd["loss"] == "kl":
+            return kl_distillation(student_logits, teacher_logits, self.kd["temperature"])
+        item_emb = self.teacher.model.item_embeddings(teacher_emb)[cands]  # [U, K, d]
+        return ot_distillation(student_logits, teacher_logits, item_emb, self.kd["temperature"], self.kd["eps"],
+                               self.kd["iters"], self.kd["tol"])
+
+    def _backbone_share(self, loss_backbone: torch.Tensor, loss_kd: torch.Tensor) -> float | None:
+        """Min-norm weight of the backbone task (kd.balance mgda), None for fixed weights."""
+        if self.kd["balance"] != "mgda":
+            return None
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        return min_norm_two(flat_gradient(loss_backbone, params), flat_gradient(loss_kd, params))
+
+    # --- state and artefacts -----------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        cal = self.calibration
+        return {"teacher": self.teacher.state_dict(), "calibrated_epoch": self.calibrated_epoch,
+                "calibration": {k: getattr(cal, k).detach().cpu().clone() for k in ("false_mask", "weights", "z", "scores")}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.teacher.load_state_dict(state["teacher"])
+        self.calibrated_epoch = int(state["calibrated_epoch"])
+        self.calibration = Calibration(**{k: v.to(self.device) for k, v in state["calibration"].items()})
+        self.false_share = float(self.calibration.false_mask.float().mean())
+
+    def finalize(self, run_dir: Path, evaluate: Evaluator) -> dict[str, Any]:
+        teacher = teacher_report(self.teacher, evaluate, Path(run_dir))
+        confidence = None if self.amsc is None else self.amsc.confidence
+        save_amsc(Path(run_dir) / "amsc.npz", self.inputs, self.calibration, confidence, self.calibrated_epoch)
+        denoise = detection_report(Path(run_dir) / "denoise.json", self.dataset, self.inputs,
+                                   self.calibration.false_mask, confidence,
+                                   {"detector": "amsc" if self.amsc is not None else "none (all true)",
+                                    "calibrated_epoch": self.calibrated_epoch})
+        return {"teacher": teacher, "detection": denoise}
+
+
+def _all_true(n_rows: int, device: torch.device) -> Calibration:
+    zeros = torch.zeros(n_rows, device=device)
+    return Calibration(torch.zeros(n_rows, dtype=torch.bool, device=device), torch.full((n_rows,), 0.5, device=device),
+                       zeros, zeros.clone())
+
+
+@register_objective("no_amsc")
+class NoAMSC(GuiderObjective):
+    """Every interaction true (AMSC never runs); the teacher trains with plain BPR; OT KD."""
+
+    uses_amsc = False
+    teacher_uses_dbpr = False
+
+
+@register_objective("no_dbpr")
+class NoDBPR(GuiderObjective):
+    """AMSC runs and is logged, but the teacher trains with plain BPR; OT KD."""
+
+    teacher_uses_dbpr = False
+
+
+@register_objective("kl_kd")
+class KLDistillation(GuiderObjective):
+    """GUIDER with KL(p_T || p_S) instead of OT on the same candidates."""
+
+    defaults = with_changes(PAPER_DEFAULTS, kd={"loss": "kl"})
+
+
+@register_objective("no_kd")
+class NoDistillation(GuiderObjective):
+    """AMSC + DBPR teacher trained alongside, but never used: kd.weight = 0."""
+
+    defaults = with_changes(PAPER_DEFAULTS, kd={"weight": 0.0})

@@ -1,0 +1,35 @@
+"""Precision / recall / F1 of a detected noise set, and the misaligned-item lookup."""
+
+import numpy as np
+import pytest
+
+from conftest import make_dataset
+from guider.denoise.detection import precision_recall_f1
+from guider.denoise.reporting import misaligned_items
+
+
+def test_precision_recall_f1_hand_computed():
+    predicted = np.array([1, 1, 1, 0, 0, 0, 1, 0], dtype=bool)
+    truth = np.array([1, 0, 1, 1, 0, 0, 0, 0], dtype=bool)
+    got = precision_recall_f1(predicted, truth)
+    assert got["precision"] == pytest.approx(2 / 4) and got["recall"] == pytest.approx(2 / 3)
+    assert got["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    assert got["base_rate"] == pytest.approx(3 / 8) and got["lift"] == pytest.approx(0.5 / (3 / 8))
+    assert (got["true_positives"], got["predicted"], got["positives"], got["total"]) == (2, 4, 3, 8)
+
+
+def test_empty_prediction_and_no_positives():
+    got = precision_recall_f1(np.zeros(4, bool), np.zeros(4, bool))
+    assert got["precision"] == got["recall"] == got["f1"] == 0.0 and got["lift"] is None
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="shape"):
+        precision_recall_f1(np.zeros(3, bool), np.zeros(4, bool))
+
+
+def test_misaligned_items_unites_generator_and_modality_noise_records():
+    ds = make_dataset()
+    assert misaligned_items(ds) is None
+    ds.meta = {"misaligned_items": [4, 1], "modality_noise": {"image": {"items": [1, 7]}, "text": {"items": [9]}}}
+    assert misaligned_items(ds).tolist() == [1, 4, 7, 9]
