@@ -45,7 +45,7 @@ def test_teacher_is_freedom_with_the_released_values(dataset):
     assert isinstance(teacher, FREEDOM)
     assert (teacher.dropout, teacher.n_ui_layers, teacher.n_mm_layers) == (0.1, 2, 1)
     # the frozen item graph has knn_k = 20 neighbours per item and per modality
-    assert teacher.mm_adj.coalesce().indices()[0].bincount().min() >= 20
+    assert teacher.mm_adj.to_sparse_coo().coalesce().indices()[0].bincount().min() >= 20
 
 
 def test_clean_mask_is_a_threshold_on_untrained_projection_distances(dataset):

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from guider.models.base import Embeddings, ModelInputs, Recommender
-from guider.models.graph import propagate_mean, sym_norm_bipartite_adj, to_torch_sparse
+from guider.models.graph import propagate_mean, sparse_matmul, sym_norm_bipartite_adj, to_csr, to_torch_sparse, transpose_csr
 from guider.models.modalities import present_modalities
 from guider.models.registry import register
 
@@ -74,12 +74,14 @@ def symmetric_bipartite(users: torch.Tensor, items: torch.Tensor, values: torch.
     rows = torch.cat([users, items + n_users])
     cols = torch.cat([items + n_users, users])
     size = (n_users + n_items, n_users + n_items)
-    return torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.cat([values, values]), size, check_invariants=False).coalesce()
+    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.cat([values, values]), size, check_invariants=False)
+    return to_csr(coo)
 
 
 @register("freedom")
 class FREEDOM(Recommender):
     uses_features = True
+    train_propagate_equals_eval = False  # training propagates on the pruned graph
 
     def __init__(
         self,
@@ -102,7 +104,9 @@ class FREEDOM(Recommender):
         modalities = present_modalities(inputs)
         self.raw_feat = nn.ParameterDict({m: nn.Parameter(f.detach().clone()) for m, f in modalities.items()})
         self.feat_proj = nn.ModuleDict({m: nn.Linear(f.shape[1], embedding_size) for m, f in modalities.items()})
-        self.register_buffer("mm_adj", self._item_graph(modalities, knn_k, mm_image_weight), persistent=False)
+        mm_adj = to_csr(self._item_graph(modalities, knn_k, mm_image_weight))
+        self.register_buffer("mm_adj", mm_adj, persistent=False)
+        self.register_buffer("mm_adj_t", transpose_csr(mm_adj), persistent=False)  # for the backward pass
         self._register_user_item_graph(inputs)
         if dropout > 0 and int(self.edge_users.numel() * (1.0 - dropout)) < 1:
             raise ValueError(f"freedom dropout={dropout} keeps no edge of the {self.edge_users.numel()} train edges")
@@ -149,7 +153,7 @@ class FREEDOM(Recommender):
     def propagate(self) -> Embeddings:
         item_graph_emb = self.item_emb
         for _ in range(self.n_mm_layers):
-            item_graph_emb = torch.sparse.mm(self.mm_adj, item_graph_emb)  # [n_items, d]
+            item_graph_emb = sparse_matmul(self.mm_adj, item_graph_emb, self.mm_adj_t)  # [n_items, d]
         ego = torch.cat([self.user_emb, self.item_emb], dim=0)  # [U+I, d]
         out = propagate_mean(self._train_graph(), ego, self.n_ui_layers)  # [U+I, d]
         return Embeddings(users=out[: self.n_users], items=out[self.n_users :] + item_graph_emb)
