@@ -12,6 +12,10 @@ paper s/epoch = median timed epoch + AMSC / every. The GUIDER step is split into
 teacher (DBPR step, post-update forward, candidate top-k), OT (cost matrix + POT Sinkhorn)
 and the rest (student forward/backward/Adam, sampling), by timing those calls.
 
+The main ratio is the training pass only. A run also evaluates the student on the valid
+split after every epoch (`train.eval_every` 1), which costs plain and GUIDER the same; the
+last columns give that evaluation's seconds and the ratio of whole epochs (train + eval).
+
 Without --data the synthetic baby preset (19,445 users, 7,050 items, 20 % injected noise)
 is generated into results/tmp/bench_baby; --random-features skips the text/image encoders
 there and uses Gaussian features of the same sizes (384 / 1280), which cost the same.
@@ -150,7 +154,7 @@ def bench_backbone(ds, backbone: str, args, workdir: Path) -> dict[str, float]:
     time_epoch(guided, 0, warm)  # warm-up; AMSC's first (warm-up) calibration happens here
     timer = StepTimer()
     timer.wrap(guided.objective, "teacher_step", "teacher")
-    timer.wrap(guided.objective.teacher, "embeddings", "teacher")
+    timer.wrap(guided.objective, "teacher_embeddings_for_kd", "teacher")
     timer.wrap(guider_objective, "build_candidates", "teacher")
     timer.wrap(distill, "entropic_ot", "ot")
     timer.wrap(distill, "cosine_cost", "ot")
@@ -167,7 +171,19 @@ def bench_backbone(ds, backbone: str, args, workdir: Path) -> dict[str, float]:
     scale = (guided_s - amsc_seconds / every) / (timed_total / len(guided_runs))  # timed part -> one epoch
     shares = {k: v / len(guided_runs) * scale / guided_s for k, v in timer.seconds.items()}
     shares["amsc"] = amsc_seconds / every / guided_s
-    return {"plain": plain_s, "guided": guided_s, "ratio": guided_s / plain_s, **shares}
+    eval_s = eval_seconds(plain)
+    return {"plain": plain_s, "guided": guided_s, "ratio": guided_s / plain_s, "eval": eval_s,
+            "ratio_with_eval": (guided_s + eval_s) / (plain_s + eval_s), **shares}
+
+
+def eval_seconds(trainer: Trainer, repeats: int = 2) -> float:
+    """Median seconds of one validation evaluation of the student (the same for both trainers)."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        trainer.evaluate_model("valid")
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def amsc_cost(trainer: Trainer) -> tuple[float, int]:
@@ -195,7 +211,7 @@ def main(argv=None) -> int:
     print(f"data {data}: {ds.n_users} users, {ds.n_items} items, {len(ds.split(0)[0])} train rows; "
           f"{args.threads} threads; timed: {timed} per trainer; variant {args.variant}")
     header = f"{'backbone':10s} {'plain s/ep':>10s} {args.variant + ' s/ep':>11s} {'ratio':>6s}   " \
-             f"{'AMSC':>6s} {'teacher':>8s} {'OT':>6s} {'rest':>6s}"
+             f"{'AMSC':>6s} {'teacher':>8s} {'OT':>6s} {'rest':>6s}   {'eval s':>6s} {'ratio w/ eval':>13s}"
     print(header)
     ratios = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -204,7 +220,8 @@ def main(argv=None) -> int:
             rest = 1.0 - r.get("amsc", 0) - r.get("teacher", 0) - r.get("ot", 0)
             ratios[backbone] = r["ratio"]
             print(f"{backbone:10s} {r['plain']:10.3f} {r['guided']:11.3f} {r['ratio']:6.2f}   "
-                  f"{r.get('amsc', 0):6.1%} {r.get('teacher', 0):8.1%} {r.get('ot', 0):6.1%} {rest:6.1%}", flush=True)
+                  f"{r.get('amsc', 0):6.1%} {r.get('teacher', 0):8.1%} {r.get('ot', 0):6.1%} {rest:6.1%}   "
+                  f"{r['eval']:6.2f} {r['ratio_with_eval']:13.2f}", flush=True)
     worst = max(ratios, key=ratios.get)
     print(f"max ratio {ratios[worst]:.2f} ({worst})")
     return 0

@@ -70,10 +70,40 @@ def test_kd_uses_the_updated_teacher(noisy, monkeypatch):
     obj, inputs = build(noisy)
     obj.on_epoch_start(0, torch.Generator())
     seen = []
-    real = obj.teacher.embeddings
-    monkeypatch.setattr(obj.teacher, "embeddings", lambda: seen.append(params(obj.teacher.model)) or real())
+    real = obj.teacher.model.scores
+    monkeypatch.setattr(obj.teacher.model, "scores", lambda emb, *a: seen.append(emb) or real(emb, *a))
     obj.step(batch_of(inputs, np.arange(16)), 0)
-    assert all(torch.equal(a, b) for a, b in zip(seen[-1], obj.teacher.model.parameters()))
+    updated = obj.teacher.embeddings()  # an eval forward with the post-step parameters
+    assert torch.allclose(seen[-1].items, updated.items, atol=1e-6)
+    assert torch.allclose(seen[-1].users, updated.users, atol=1e-6)
+    assert not seen[-1].items.requires_grad
+
+
+def run_steps(obj, inputs, n_steps):
+    optimizer = torch.optim.Adam(obj.model.parameters(), lr=0.01)
+    obj.on_epoch_start(0, torch.Generator())
+    for step in range(n_steps):
+        loss, _ = obj.step(batch_of(inputs, np.arange(16 * step, 16 * step + 16) % len(inputs.train_users), step), 0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def test_reused_post_step_forward_trains_exactly_like_a_separate_refresh(noisy, monkeypatch):
+    """The teacher's post-step forward is reused by its next step: one teacher propagate per
+    batch, and the same student and teacher as with a separate eval forward for KD."""
+    reused, inputs = build(noisy)
+    calls = []
+    real = reused.teacher.model.propagate
+    monkeypatch.setattr(reused.teacher.model, "propagate", lambda: calls.append(1) or real())
+    run_steps(reused, inputs, 4)
+    assert len(calls) == 1 + 4  # the first step's own forward, then one per step
+    separate, _ = build(noisy)
+    separate.teacher.model.train_propagate_equals_eval = False  # forces the eval-forward path
+    run_steps(separate, inputs, 4)
+    for a, b in zip(params(reused.model) + params(reused.teacher.model),
+                    params(separate.model) + params(separate.teacher.model)):
+        assert torch.allclose(a, b, atol=1e-6)
 
 
 def test_stale_teacher_option_reuses_the_training_forward(noisy, monkeypatch):

@@ -16,9 +16,14 @@ Decisions where the specification is silent (also in docs/method.md):
   their gradients (kd.weight is then unused); `kd.weight = 0` skips KD entirely.
 - AMSC recalibrates at epochs 0, every, 2 every, ...; S_rec uses the teacher from
   epoch `warmup_epochs` on. Before the first calibration every row is true.
-- `kd.refresh_teacher` (default true, as specified): KD uses a fresh teacher forward after
-  its step; false reuses the teacher's training forward of this batch (pre-step,
-  detached): one teacher forward cheaper per batch, the teacher one Adam step stale.
+- `kd.refresh_teacher` (default true, as specified): KD uses the teacher's forward after
+  its step on this batch. When the teacher's propagate is the same in train and eval mode
+  (LightGCN, MF-BPR: `train_propagate_equals_eval`), that post-step forward is taken with
+  autograd and reused as the teacher's training forward of the *next* batch (its
+  parameters do not change in between), so the refresh costs no extra forward pass and
+  the result is identical to a separate eval forward. Other teachers get a separate eval
+  forward. false: KD uses the pre-step forward of this batch (the teacher one Adam step
+  stale; for teachers whose training forward differs from eval, one forward cheaper).
 - The teacher's hyper-parameters are the `teacher` keys its backbone knows (others are
   ignored, e.g. n_layers for MF-BPR); it has its own Adam with `teacher.lr`.
 - The teacher reported in teacher_metrics.json is the one saved with the best student
@@ -94,6 +99,7 @@ class GuiderObjective(Objective):
                                float(self.teacher_config["lr"]), self.seed)
         self.generator = torch.Generator()
         self._stale_teacher_emb: Embeddings | None = None  # the teacher's last training forward, detached
+        self._next_teacher_forward: Embeddings | None = None  # post-step forward, reused by the next step
 
     # --- configuration ---------------------------------------------------------------------
     def _validate_kd(self) -> None:
@@ -112,6 +118,7 @@ class GuiderObjective(Objective):
     # --- per epoch -------------------------------------------------------------------------
     def on_epoch_start(self, epoch: int, generator: torch.Generator) -> None:
         self.generator.manual_seed(mixed_seed(self.seed, 2, epoch))
+        self._next_teacher_forward = None  # the epoch hook may change the teacher's graph
         self.teacher.on_epoch_start(epoch)
         if self.amsc is not None and (epoch % self.amsc_config.every == 0 or self.calibrated_epoch < 0):
             self.recalibrate(epoch)
@@ -149,17 +156,25 @@ class GuiderObjective(Objective):
         if self.teacher_uses_dbpr:
             rows = batch.rows
             weights = dbpr_weights(self.calibration.false_mask[rows], self.calibration.weights[rows], self.false_weight)
-        emb = self.teacher.model.propagate()
-        self._stale_teacher_emb = Embeddings(emb.users.detach(), emb.items.detach())
+        emb = self._next_teacher_forward
+        if emb is None:
+            emb = self.teacher.model.propagate()
+        self._next_teacher_forward = None
+        self._stale_teacher_emb = _detached(emb)
         return self.teacher.step(dbpr_loss(self.teacher.model, batch.users, batch.pos, batch.neg, weights, emb=emb))
 
     def teacher_embeddings_for_kd(self) -> Embeddings:
-        """The updated teacher (a forward pass after its step), or with kd.refresh_teacher
-        false the embeddings of its training forward just before the step (one step stale,
-        one teacher forward cheaper)."""
-        if self.kd["refresh_teacher"] or self._stale_teacher_emb is None:
+        """The updated teacher (its forward after this batch's step, detached), or with
+        kd.refresh_teacher false the embeddings of its training forward just before the step.
+
+        When the teacher's training forward equals its eval forward, the post-step forward
+        runs with autograd and is kept for the next teacher step (see the module docstring)."""
+        if not self.kd["refresh_teacher"] and self._stale_teacher_emb is not None:
+            return self._stale_teacher_emb
+        if not self.teacher.model.train_propagate_equals_eval:
             return self.teacher.embeddings()
-        return self._stale_teacher_emb
+        self._next_teacher_forward = self.teacher.model.propagate()
+        return _detached(self._next_teacher_forward)
 
     def kd_loss(self, batch: Batch, emb: Embeddings) -> torch.Tensor:
         """L_KD between the student (emb, with autograd) and the updated, detached teacher."""
@@ -167,8 +182,8 @@ class GuiderObjective(Objective):
         if len(users) > self.kd["users"]:
             pick = torch.randperm(len(users), generator=self.generator)[: self.kd["users"]].to(users.device)
             users, first = users[pick], first[pick]
+        teacher_emb = self.teacher_embeddings_for_kd()
         with torch.no_grad():
-            teacher_emb = self.teacher_embeddings_for_kd()
             teacher_full = self.teacher.model.scores(teacher_emb, users)  # [U, n_items]
             cands = build_candidates(teacher_full, batch.pos[first], batch.neg[first], self.kd["candidates"],
                                      self.kd["teacher_top"], self.generator)  # [U, K]
@@ -195,6 +210,7 @@ class GuiderObjective(Objective):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.teacher.load_state_dict(state["teacher"])
+        self._next_teacher_forward = self._stale_teacher_emb = None
         self.calibrated_epoch = int(state["calibrated_epoch"])
         self.calibration = Calibration(**{k: v.to(self.device) for k, v in state["calibration"].items()})
         self.false_share = float(self.calibration.false_mask.float().mean())
@@ -208,6 +224,10 @@ class GuiderObjective(Objective):
                                    {"detector": "amsc" if self.amsc is not None else "none (all true)",
                                     "calibrated_epoch": self.calibrated_epoch})
         return {"teacher": teacher, "detection": denoise}
+
+
+def _detached(emb: Embeddings) -> Embeddings:
+    return Embeddings(emb.users.detach(), emb.items.detach(), extras=emb.extras)
 
 
 def _all_true(n_rows: int, device: torch.device) -> Calibration:
