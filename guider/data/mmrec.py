@@ -34,7 +34,7 @@ def load_dataset(folder: str | Path, *, drop_cold_eval: bool = True) -> Dataset:
     if not folder.is_dir():
         raise DatasetError(f"{folder}: dataset folder does not exist")
     inter_path = _find_inter_file(folder)
-    meta = _read_meta(folder)
+    meta = read_dataset_meta(folder)
     inter = _read_inter(inter_path)
     n_users, n_items = _check_ids(inter, inter_path, meta)
     _check_splits(inter, inter_path)
@@ -80,7 +80,8 @@ def _find_inter_file(folder: Path) -> Path:
     return found[0]
 
 
-def _read_meta(folder: Path) -> dict:
+def read_dataset_meta(folder: Path) -> dict:
+    """The folder's dataset.json as a dict ({} when absent); invalid JSON is a DatasetError."""
     path = folder / "dataset.json"
     if not path.exists():
         return {}

@@ -20,6 +20,7 @@ import pandas as pd
 from guider.data.prepared import ITEM_MAP_FILE, read_content
 from guider.features.amazon_cnn import read_amazon_cnn
 from guider.features.cache import CACHE_SUBDIR, FeatureCache, file_fingerprint, image_fingerprint
+from guider.features.cli_options import add_common_arguments
 from guider.features.output import check_item_count, read_meta, write_features
 
 log = logging.getLogger(__name__)
@@ -28,16 +29,11 @@ AMAZON_CNN = "amazon_cnn"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, type=Path, help="dataset folder holding item_content.csv")
+    add_common_arguments(parser, batch_size=32)
     parser.add_argument("--encoder", default="efficientnet_lite0", choices=[*NETWORKS, AMAZON_CNN])
     parser.add_argument("--features-file", type=Path, help="image_features_<Category>.b for amazon_cnn "
                                                             "(default: the one recorded in dataset.json)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when present)")
-    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, help="crop size (default: the model's 224)")
-    parser.add_argument("--cache-dir", type=Path, help=f"feature cache (default: DATA/{CACHE_SUBDIR})")
-    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
-    parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -12,19 +11,9 @@ from typing import Any
 import numpy as np
 
 from guider.atomic import atomic_path, write_json
-from guider.data.mmrec import FEATURE_FILES
+from guider.data.mmrec import FEATURE_FILES, read_dataset_meta as read_meta
 
 META_FILE = "dataset.json"
-
-
-def read_meta(folder: Path) -> dict[str, Any]:
-    path = folder / META_FILE
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
 
 
 def check_item_count(folder: Path, n_items: int) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from guider.data.prepared import read_content
 from guider.features.cache import CACHE_SUBDIR, FeatureCache, text_fingerprint
+from guider.features.cli_options import add_common_arguments
 from guider.features.output import check_item_count, write_features
 
 log = logging.getLogger(__name__)
@@ -21,14 +22,9 @@ DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, type=Path, help="dataset folder holding item_content.csv")
+    add_common_arguments(parser, batch_size=64)
     parser.add_argument("--encoder", default=DEFAULT_ENCODER,
                         help=f"sentence-transformers model name or local folder (default {DEFAULT_ENCODER}, bundled offline)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when present)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--cache-dir", type=Path, help=f"feature cache (default: DATA/{CACHE_SUBDIR})")
-    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
-    parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
