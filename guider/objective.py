@@ -43,6 +43,12 @@ class Objective:
         self.dataset = dataset
         self.config = config
 
+    @property
+    def needs_negatives(self) -> bool:
+        """Whether batches need sampled negatives; plug-ins that use them (a BPR teacher)
+        override this with True."""
+        return self.model.needs_negatives
+
     def on_epoch_start(self, epoch: int, generator: torch.Generator) -> None:
         """Per-epoch work (e.g. recalibration); the model's own hook is called by the trainer."""
 

@@ -132,7 +132,9 @@ class Trainer:
         self.objective.on_epoch_start(epoch, gen)
         order = rng.permutation(len(self.inputs.train_users))
         users = self.inputs.train_users[order]
-        negs = self.sampler.sample(users, rng)
+        # a zero placeholder when nothing reads the negatives (e.g. plain BM3); sampling is
+        # the last use of `rng`, so skipping it changes no other draw
+        negs = self.sampler.sample(users, rng) if self.objective.needs_negatives else np.zeros_like(users)
         totals: dict[str, float] = {}
         n_batches = 0
         bs = self.tcfg["batch_size"]

@@ -108,3 +108,21 @@ def test_cli_train_and_bad_device(tiny_folder, tmp_path, capsys):
     if not torch.cuda.is_available():
         assert cli(["train", "--data", str(tiny_folder), "--backbone", "bpr", "--out", str(tmp_path / "g"),
                     "--device", "cuda"]) == 2
+
+
+def test_negatives_are_sampled_only_when_something_reads_them(tmp_path, monkeypatch):
+    """Plain BM3 ignores negatives (none sampled); BM3 under GUIDER needs them for its teacher."""
+    from guider.data.sampling import NegativeSampler
+
+    calls = []
+    real = NegativeSampler.sample
+    monkeypatch.setattr(NegativeSampler, "sample", lambda self, *a: calls.append(1) or real(self, *a))
+    from conftest import make_dataset
+
+    ds = make_dataset(n_users=12, n_items=15, per_user=6)
+    for variant, expected in (("none", 0), ("paper", 1)):
+        calls.clear()
+        sets = ["train.epochs=1"] + (["amsc.knn_k=3"] if variant == "paper" else [])
+        config = resolve_run_config("bm3", variant=variant, sets=sets)
+        Trainer(ds, tmp_path / variant, config, torch.device("cpu"), progress=False).run_epoch(0)
+        assert len(calls) == expected, variant

@@ -90,6 +90,7 @@ def minmax_clean(distances: torch.Tensor, threshold: float) -> torch.Tensor:
 @register_objective("as_released")
 class AsReleasedObjective(Objective):
     early_stopping = False  # the released trainer never stops early
+    needs_negatives = True  # the FREEDOM teacher trains with BPR
     defaults = RELEASED_DEFAULTS
 
     def __init__(self, model, inputs, dataset, config: dict[str, Any]):

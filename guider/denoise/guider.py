@@ -75,6 +75,7 @@ class GuiderObjective(Objective):
     """GUIDER as the paper describes it: AMSC + DBPR teacher + OT distillation."""
 
     defaults = PAPER_DEFAULTS
+    needs_negatives = True  # the teacher's (D)BPR and the KD candidates use them
     uses_amsc = True  # False: every interaction is true and AMSC never runs
     teacher_uses_dbpr = True  # False: the teacher trains with plain BPR (AMSC only logged)
 

@@ -58,6 +58,7 @@ class Recommender(nn.Module):
     name: ClassVar[str] = ""
     uses_features: ClassVar[bool] = False  # needs text/image features
     trainable: ClassVar[bool] = True  # False for heuristics such as most-popular
+    needs_negatives: ClassVar[bool] = True  # False: its loss ignores the sampled negatives
     # propagate() is the same function of the parameters in train and eval mode (no dropout,
     # no resampled graph), so a training forward can stand in for an eval forward.
     train_propagate_equals_eval: ClassVar[bool] = True

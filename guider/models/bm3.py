@@ -33,7 +33,7 @@ from guider.models.registry import register
 @register("bm3")
 class BM3(Recommender):
     uses_features = True
-    needs_negatives = False  # the trainer may skip negative sampling (MMRec: use_neg_sampling False)
+    needs_negatives = False  # no negative sampling (MMRec: use_neg_sampling False)
 
     def __init__(
         self,
