@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import make_dataset
-from guider.denoise.detection import precision_recall_f1
+from guider.denoise.detection import precision_recall_f1, ranking_auc
 from guider.denoise.reporting import misaligned_items
 
 
@@ -33,3 +33,27 @@ def test_misaligned_items_unites_generator_and_modality_noise_records():
     assert misaligned_items(ds) is None
     ds.meta = {"misaligned_items": [4, 1], "modality_noise": {"image": {"items": [1, 7]}, "text": {"items": [9]}}}
     assert misaligned_items(ds).tolist() == [1, 4, 7, 9]
+
+
+def naive_auc(scores, truth):
+    """Every (noisy, clean) pair: 1 when the noisy row scores higher, 1/2 on a tie."""
+    pos = [s for s, t in zip(scores, truth) if t]
+    neg = [s for s, t in zip(scores, truth) if not t]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def test_ranking_auc_matches_a_pairwise_loop_with_ties():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, size=60).astype(float)  # many ties
+    truth = rng.random(60) < 0.3
+    assert ranking_auc(scores, truth) == pytest.approx(naive_auc(scores, truth), abs=1e-12)
+
+
+def test_ranking_auc_extremes_and_bad_input():
+    truth = np.array([True, True, False, False])
+    assert ranking_auc(np.array([4.0, 3.0, 2.0, 1.0]), truth) == 1.0
+    assert ranking_auc(np.array([1.0, 2.0, 3.0, 4.0]), truth) == 0.0
+    assert np.isnan(ranking_auc(np.ones(3), np.zeros(3, dtype=bool)))
+    with pytest.raises(ValueError, match="differ in shape"):
+        ranking_auc(np.ones(3), truth)

@@ -257,6 +257,33 @@ def test_paper_run_writes_teacher_amsc_and_detection_artefacts(noisy_folder, noi
     assert metrics["denoise"] == "none"  # the trainer's own field is not overwritten
 
 
+def test_amsc_diagnostics_script_scores_the_run(noisy_folder, noisy, tmp_path, capsys):
+    """scripts/amsc_diagnostics.py: its content-only line is a fresh warm-up calibration."""
+    import importlib.util
+    from pathlib import Path
+
+    from guider.denoise.amsc import AMSC, AMSCConfig
+    from guider.denoise.detection import precision_recall_f1
+
+    run(noisy_folder, tmp_path / "p", variant="paper",
+        sets=("amsc.knn_k=3", "amsc.warmup_epochs=1", "amsc.every=1", "kd.candidates=12", "kd.teacher_top=4"))
+    path = Path(__file__).resolve().parents[1] / "scripts" / "amsc_diagnostics.py"
+    spec = importlib.util.spec_from_file_location("amsc_diagnostics", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--run", str(tmp_path / "p"), "--data", str(noisy_folder), "--knn-k", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[2:]] == ["content", "calibrated", "teacher"]
+    users, items = noisy.split(0)
+    fresh = AMSC(torch.tensor(users), torch.tensor(items), noisy.n_users, torch.tensor(noisy.text_feat),
+                 torch.tensor(noisy.image_feat), AMSCConfig(knn_k=3)).calibrate(None)
+    expected = precision_recall_f1(fresh.false_mask.numpy(), noisy.train_noise_labels)["precision"]
+    assert f"precision {expected:.3f}" in lines[2]
+    with pytest.raises(SystemExit, match="runs no AMSC"):
+        run(noisy_folder, tmp_path / "n", variant="no_amsc", sets=("kd.candidates=12", "kd.teacher_top=4"))
+        module.main(["--run", str(tmp_path / "n"), "--data", str(noisy_folder)])
+
+
 def test_cli_train_with_variant_and_set(noisy_folder, tmp_path):
     from guider.cli import main
 

@@ -33,3 +33,19 @@ def precision_recall_f1(predicted: np.ndarray, truth: np.ndarray) -> dict[str, A
         "base_rate": base_rate,
         "lift": precision / base_rate if base_rate > 0 else None,
     }
+
+
+def ranking_auc(suspicion: np.ndarray, truth: np.ndarray) -> float:
+    """Area under the ROC curve of `suspicion` (higher = more likely noise) against boolean
+    `truth`: the probability that a random noisy row outranks a random clean one, ties
+    counting one half (Mann-Whitney U with average ranks). NaN when one class is empty."""
+    from scipy.stats import rankdata
+
+    suspicion, truth = np.asarray(suspicion, dtype=np.float64), np.asarray(truth, dtype=bool)
+    if suspicion.shape != truth.shape:
+        raise ValueError(f"suspicion {suspicion.shape} and truth {truth.shape} differ in shape")
+    n_pos, n_neg = int(truth.sum()), int((~truth).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(suspicion, method="average")
+    return float((ranks[truth].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
