@@ -189,3 +189,20 @@ def test_teacher_similarity_changes_the_calibration():
     rec[3] = [-1.0, -1.0, -1.0]  # the teacher says item 3 is unrelated to the rest
     cal = amsc.calibrate(torch.tensor(rec))
     assert int(torch.argmin(cal.z)) == 3
+
+
+def test_feature_only_sums_are_computed_once_per_confidence(monkeypatch):
+    users, items, rng = random_history()
+    text, image = torch.tensor(rng.normal(size=(15, 5))), torch.tensor(rng.normal(size=(15, 7)))
+    amsc = AMSC(torch.tensor(users), torch.tensor(items), 6, text, image, AMSCConfig(knn_k=3))
+    calls = []
+    real = amsc_module.calibrated_modal_sums
+    monkeypatch.setattr(amsc_module, "calibrated_modal_sums", lambda *a: calls.append(1) or real(*a))
+    rec = torch.tensor(rng.normal(size=(15, 4)))
+    first, second = amsc.calibrate(rec), amsc.calibrate(rec)
+    assert len(calls) == 1 and torch.equal(first.scores, second.scores)
+    fresh = interaction_scores(amsc.rows, amsc.fused, amsc.confidence, rec)  # no cache involved
+    assert torch.equal(first.scores, fresh)
+    calls.clear()
+    amsc.confidence = torch.ones_like(amsc.confidence)  # a new S_conf invalidates the cache
+    assert not torch.equal(amsc.calibrate(rec).scores, first.scores) and len(calls) == 1

@@ -163,37 +163,60 @@ class UserRows:
 
 
 # --- scores and reclassification ----------------------------------------------------------
+def calibrated_modal_sums(rows: UserRows, fused: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
+    """[N] sum over the user's other rows i' of c(i, i') S_modal(i, i'), c = r_i r_i'.
+
+    Depends only on the frozen features and S_conf, so AMSC computes it once per run."""
+    r = confidence.to(fused.dtype).sqrt()[rows.items]  # [N]
+    self_modal = (fused**2).sum(-1)[rows.items]  # [N] S_modal(i, i)
+    return rows.dot_with_user_sum(fused, r, r) - r**2 * self_modal
+
+
+def neutral_rec_sums(rows: UserRows, fused: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
+    """[N] the warm-up S_rec term: m_u sum over the user's other rows of (1 - c(i, i')),
+    m_u = the user's mean S_modal over pairs of distinct rows (also feature-only)."""
+    r = confidence.to(fused.dtype).sqrt()[rows.items]  # [N]
+    ones = torch.ones_like(r)
+    self_modal = (fused**2).sum(-1)[rows.items]  # [N]
+    pair_sum = rows.sum_per_user(rows.dot_with_user_sum(fused, ones, ones) - self_modal)  # [n_users]
+    n_u = rows.counts.to(r.dtype)
+    mean_modal = pair_sum / (n_u * (n_u - 1)).clamp_min(1)  # [n_users] mean S_modal over pairs
+    n = rows.counts[rows.users].to(r.dtype)  # [N]
+    r_sum = rows.sum_per_user(r)[rows.users]  # [N]
+    return mean_modal[rows.users] * ((n - 1) - r * (r_sum - r))
+
+
+def teacher_rec_sums(rows: UserRows, confidence: torch.Tensor, rec_item_emb: torch.Tensor) -> torch.Tensor:
+    """[N] sum over the user's other rows i' of (1 - c(i, i')) cos(e_i, e_i'), e the
+    teacher's item embeddings."""
+    unit = F.normalize(_floating(rec_item_emb.detach()), dim=-1)  # [n_items, d]
+    r = confidence.to(unit.dtype).sqrt()[rows.items]  # [N]
+    ones = torch.ones_like(r)
+    self_rec = (unit**2).sum(-1)[rows.items]  # [N]
+    return (rows.dot_with_user_sum(unit, ones, ones) - self_rec) - (rows.dot_with_user_sum(unit, r, r) - r**2 * self_rec)
+
+
 def interaction_scores(
     rows: UserRows,
     fused: torch.Tensor,
     confidence: torch.Tensor,
     rec_item_emb: torch.Tensor | None = None,
+    modal_sums: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """[N] s(u, i) = mean over the user's other rows i' of S(i, i') (see the module docstring).
 
     fused: [n_items, D] fused unit features; confidence: [n_items] S_conf; rec_item_emb:
-    [n_items, d] teacher item embeddings, or None for the warm-up (S_rec := the user's mean S_modal).
+    [n_items, d] teacher item embeddings, or None for the warm-up (S_rec := the user's mean
+    S_modal); modal_sums: a precomputed `calibrated_modal_sums` (None: computed here).
     """
-    items = rows.items
-    r = confidence.to(fused.dtype).sqrt()[items]  # [N]  c(i, i') = r_i r_i'
-    ones = torch.ones_like(r)
-    self_modal = (fused**2).sum(-1)[items]  # [N] S_modal(i, i)
-    calibrated_modal = rows.dot_with_user_sum(fused, r, r) - r**2 * self_modal  # sum_{i'!=i} c S_modal
-    n = rows.counts[rows.users].to(r.dtype)  # [N]
-    others = (n - 1).clamp_min(1)
+    if modal_sums is None:
+        modal_sums = calibrated_modal_sums(rows, fused, confidence)
     if rec_item_emb is None:
-        pair_sum = rows.sum_per_user(rows.dot_with_user_sum(fused, ones, ones) - self_modal)  # [n_users]
-        n_u = rows.counts.to(r.dtype)
-        mean_modal = pair_sum / (n_u * (n_u - 1)).clamp_min(1)  # [n_users] mean S_modal over pairs
-        r_sum = rows.sum_per_user(r)[rows.users]  # [N]
-        rec_part = mean_modal[rows.users] * ((n - 1) - r * (r_sum - r))  # m_u sum_{i'!=i} (1 - c)
+        rec_part = neutral_rec_sums(rows, fused, confidence)
     else:
-        unit = F.normalize(rec_item_emb.detach().to(fused.dtype), dim=-1)  # [n_items, d]
-        self_rec = (unit**2).sum(-1)[items]  # [N]
-        rec_part = (rows.dot_with_user_sum(unit, ones, ones) - self_rec) - (
-            rows.dot_with_user_sum(unit, r, r) - r**2 * self_rec
-        )  # sum_{i'!=i} (1 - c) S_rec
-    scores = (calibrated_modal + rec_part) / others
+        rec_part = teacher_rec_sums(rows, confidence, rec_item_emb.to(fused.dtype))
+    n = rows.counts[rows.users].to(fused.dtype)  # [N]
+    scores = (modal_sums + rec_part) / (n - 1).clamp_min(1)
     return torch.where(n > 1, scores, torch.zeros_like(scores))
 
 
@@ -240,9 +263,17 @@ class AMSC:
             self.confidence = cross_modal_confidence(text, image, config.knn_k)  # [n_items]
         else:
             self.confidence = torch.ones(self.fused.shape[0], device=self.fused.device)
+        self._modal_cache: tuple[torch.Tensor, torch.Tensor] | None = None  # (S_conf it was built from, sums)
+
+    def _modal_sums(self) -> torch.Tensor:
+        """The feature-only part of the scores, computed once (again if S_conf is replaced):
+        the D-dimensional fused features make it ~90 % of a recalibration's cost."""
+        if self._modal_cache is None or self._modal_cache[0] is not self.confidence:
+            self._modal_cache = (self.confidence, calibrated_modal_sums(self.rows, self.fused, self.confidence))
+        return self._modal_cache[1]
 
     def calibrate(self, rec_item_emb: torch.Tensor | None = None) -> Calibration:
         """One AMSC pass; `rec_item_emb` None means warm-up (neutral S_rec)."""
-        scores = interaction_scores(self.rows, self.fused, self.confidence, rec_item_emb)
+        scores = interaction_scores(self.rows, self.fused, self.confidence, rec_item_emb, self._modal_sums())
         z = standardise_within_user(self.rows, scores)
         return Calibration(reclassify(self.rows, z, self.config), torch.sigmoid(z), z, scores)
