@@ -32,6 +32,7 @@ from guider.device import resolve_device
 from guider.metrics import EvalResult, evaluate
 from guider.models import ModelInputs, build_model, default_hparams
 from guider.objective import Batch, Objective, objective_class
+from guider.optim import adam
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class Trainer:
         self.model = build_model(config["backbone"], self.inputs, config["model"])
         self.objective: Objective = objective_class(config["objective"])(self.model, self.inputs, ds, config)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(params, lr=self.tcfg["lr"], weight_decay=self.tcfg["weight_decay"]) if params else None
+        self.optimizer = adam(params, lr=self.tcfg["lr"], weight_decay=self.tcfg["weight_decay"]) if params else None
         self.sampler = NegativeSampler(self.inputs.train_users, self.inputs.train_items, ds.n_items)
         self.matrices = {"train": ds.matrix(TRAIN), "valid": ds.matrix(VALID), "test": ds.matrix(TEST)}
         self.state = RunState()

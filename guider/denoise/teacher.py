@@ -15,6 +15,7 @@ import torch
 
 from guider.models import build_model, default_hparams
 from guider.models.base import Embeddings, ModelInputs
+from guider.optim import adam
 
 TEACHER_SEED_OFFSET = 7_919  # keeps the teacher's random stream apart from the student's
 
@@ -40,7 +41,7 @@ class Teacher:
             self.model = build_model(backbone, inputs, overrides)
             self.extra = torch.nn.ModuleDict(extra_modules or {}).to(inputs.device)
         params = [p for p in list(self.model.parameters()) + list(self.extra.parameters()) if p.requires_grad]
-        self.optimizer = torch.optim.Adam(params, lr=lr)
+        self.optimizer = adam(params, lr=lr)
         self.generator = torch.Generator()
 
     def on_epoch_start(self, epoch: int) -> None:
