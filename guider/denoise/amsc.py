@@ -163,21 +163,25 @@ class UserRows:
 
 
 # --- scores and reclassification ----------------------------------------------------------
+def _row_terms(rows: UserRows, vectors: torch.Tensor, confidence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """([N] r_i = sqrt(S_conf(i)), [N] the self-similarity v_i . v_i) for every train row."""
+    r = confidence.to(vectors.dtype).sqrt()[rows.items]
+    return r, (vectors**2).sum(-1)[rows.items]
+
+
 def calibrated_modal_sums(rows: UserRows, fused: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
     """[N] sum over the user's other rows i' of c(i, i') S_modal(i, i'), c = r_i r_i'.
 
     Depends only on the frozen features and S_conf, so AMSC computes it once per run."""
-    r = confidence.to(fused.dtype).sqrt()[rows.items]  # [N]
-    self_modal = (fused**2).sum(-1)[rows.items]  # [N] S_modal(i, i)
+    r, self_modal = _row_terms(rows, fused, confidence)  # [N], [N]
     return rows.dot_with_user_sum(fused, r, r) - r**2 * self_modal
 
 
 def neutral_rec_sums(rows: UserRows, fused: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
     """[N] the warm-up S_rec term: m_u sum over the user's other rows of (1 - c(i, i')),
     m_u = the user's mean S_modal over pairs of distinct rows (also feature-only)."""
-    r = confidence.to(fused.dtype).sqrt()[rows.items]  # [N]
+    r, self_modal = _row_terms(rows, fused, confidence)  # [N], [N]
     ones = torch.ones_like(r)
-    self_modal = (fused**2).sum(-1)[rows.items]  # [N]
     pair_sum = rows.sum_per_user(rows.dot_with_user_sum(fused, ones, ones) - self_modal)  # [n_users]
     n_u = rows.counts.to(r.dtype)
     mean_modal = pair_sum / (n_u * (n_u - 1)).clamp_min(1)  # [n_users] mean S_modal over pairs
@@ -190,9 +194,8 @@ def teacher_rec_sums(rows: UserRows, confidence: torch.Tensor, rec_item_emb: tor
     """[N] sum over the user's other rows i' of (1 - c(i, i')) cos(e_i, e_i'), e the
     teacher's item embeddings."""
     unit = F.normalize(_floating(rec_item_emb.detach()), dim=-1)  # [n_items, d]
-    r = confidence.to(unit.dtype).sqrt()[rows.items]  # [N]
+    r, self_rec = _row_terms(rows, unit, confidence)  # [N], [N]
     ones = torch.ones_like(r)
-    self_rec = (unit**2).sum(-1)[rows.items]  # [N]
     return (rows.dot_with_user_sum(unit, ones, ones) - self_rec) - (rows.dot_with_user_sum(unit, r, r) - r**2 * self_rec)
 
 

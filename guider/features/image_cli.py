@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from guider.data.mmrec import read_dataset_meta
 from guider.data.prepared import ITEM_MAP_FILE, read_content
 from guider.features.amazon_cnn import read_amazon_cnn
 from guider.features.cache import CACHE_SUBDIR, FeatureCache, file_fingerprint, image_fingerprint
 from guider.features.cli_options import add_common_arguments
-from guider.features.output import check_item_count, read_meta, write_features
+from guider.features.output import check_item_count, write_features
 
 log = logging.getLogger(__name__)
 NETWORKS = ("efficientnet_lite0", "resnet50", "vgg16")
@@ -97,7 +98,7 @@ def _amazon_cnn(args: argparse.Namespace, n_items: int):
 
 
 def _recorded_features_file(folder: Path) -> Path:
-    recorded = read_meta(folder).get("source", {}).get("files", {}).get("image_features", {}).get("path")
+    recorded = read_dataset_meta(folder).get("source", {}).get("files", {}).get("image_features", {}).get("path")
     if not recorded or not Path(recorded).exists():
         raise FileNotFoundError(f"{folder}: no image_features_<Category>.b recorded in dataset.json (or it moved); "
                                 "pass --features-file, or download it with `guider data download NAME`")

@@ -11,14 +11,14 @@ from typing import Any
 import numpy as np
 
 from guider.atomic import atomic_path, write_json
-from guider.data.mmrec import FEATURE_FILES, read_dataset_meta as read_meta
+from guider.data.mmrec import FEATURE_FILES, read_dataset_meta
 
 META_FILE = "dataset.json"
 
 
 def check_item_count(folder: Path, n_items: int) -> None:
     """The content table must describe exactly the dataset's items."""
-    declared = read_meta(folder).get("statistics", {}).get("items")
+    declared = read_dataset_meta(folder).get("statistics", {}).get("items")
     if declared is not None and int(declared) != n_items:
         raise ValueError(f"{folder}: item_content.csv has {n_items} rows but dataset.json declares {declared} items")
 
@@ -31,7 +31,7 @@ def write_features(folder: Path, modality: str, features: np.ndarray, info: dict
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, np.ascontiguousarray(features, dtype=np.float32))
     with _meta_lock(folder):  # text and image jobs may finish at once: read-modify-write under a lock
-        meta = read_meta(folder)
+        meta = read_dataset_meta(folder)
         meta.setdefault("features", {})[modality] = {**info, "file": path.name, "shape": list(features.shape)}
         write_json(folder / META_FILE, meta)
     return path

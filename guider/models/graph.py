@@ -46,10 +46,7 @@ def to_csr(adj: torch.Tensor) -> torch.Tensor:
 
 def transpose_csr(adj: torch.Tensor) -> torch.Tensor:
     """The transpose of a CSR matrix, itself in CSR (computed once, kept for backward passes)."""
-    coo = adj.to_sparse_coo().coalesce()
-    flipped = torch.sparse_coo_tensor(coo.indices().flip(0), coo.values(), (adj.shape[1], adj.shape[0]),
-                                      check_invariants=False)
-    return to_csr(flipped)
+    return adj.t().to_sparse_csr()  # .t() of a CSR matrix is CSC; convert back
 
 
 class _SparseMatmul(torch.autograd.Function):
