@@ -86,8 +86,10 @@ def main() -> None:
             per_epoch = time_epochs(trainer, args.epochs)
             (evaluation, forward), bare = time_eval(trainer), time_bare_topk(trainer)
         ranking = evaluation - forward  # same work as the bare baseline: scores, topk, plus masking and metrics
-        print(f"{name:<10} {per_epoch:8.2f} {evaluation:8.2f} {forward:8.2f} {bare:8.2f} {ranking / bare:12.2f}",
-              flush=True)
+        print(
+            f"{name:<10} {per_epoch:8.2f} {evaluation:8.2f} {forward:8.2f} {bare:8.2f} {ranking / bare:12.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-WORDS = ("soft cotton baby blanket stroller safe organic bottle warm travel seat toddler cute pack gift "
-         "washable bpa free durable portable lightweight set pink blue grey infant toy sleep").split()
+WORDS = (
+    "soft cotton baby blanket stroller safe organic bottle warm travel seat toddler cute pack gift "
+    "washable bpa free durable portable lightweight set pink blue grey infant toy sleep"
+).split()
 
 
 def make_sentences(n: int, seed: int = 0) -> list[str]:
@@ -55,14 +57,19 @@ def bench_text(n: int, device: str | None, batch_size: int) -> float:
     from guider.features.text import encode_texts
 
     sentences = make_sentences(n)
-    return rate(lambda xs: encode_texts(xs, device=device, batch_size=batch_size, progress=False), sentences, batch_size)
+    return rate(
+        lambda xs: encode_texts(xs, device=device, batch_size=batch_size, progress=False), sentences, batch_size
+    )
 
 
 def bench_images(paths: list[Path], model: str, device: str | None, batch_size: int) -> float:
     from guider.features.image import encode_images
 
-    return rate(lambda xs: encode_images(xs, model_name=model, device=device, batch_size=batch_size, progress=False),
-                paths, batch_size)
+    return rate(
+        lambda xs: encode_images(xs, model_name=model, device=device, batch_size=batch_size, progress=False),
+        paths,
+        batch_size,
+    )
 
 
 def bench_amazon_cnn(folder: Path, n_records: int, n_wanted: int) -> float:

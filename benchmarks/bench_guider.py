@@ -47,15 +47,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, help="dataset folder (default: synthetic baby preset, generated once)")
     parser.add_argument("--backbones", help="comma-separated (default: every trainable registered backbone)")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per trainer (after one warm-up)")
-    parser.add_argument("--steps", type=int, default=0,
-                        help="time only the first STEPS batches of each timed epoch and extrapolate "
-                             "(s/epoch = per-epoch overhead + batches x median step); 0 = whole epochs")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="time only the first STEPS batches of each timed epoch and extrapolate "
+        "(s/epoch = per-epoch overhead + batches x median step); 0 = whole epochs",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (the issue's numbers: 2 cores)")
     parser.add_argument("--variant", default="paper")
-    parser.add_argument("--random-features", action="store_true",
-                        help="skip the encoders when generating data; Gaussian features for a folder without any")
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override for both trainers' sections, e.g. kd.users=64")
+    parser.add_argument(
+        "--random-features",
+        action="store_true",
+        help="skip the encoders when generating data; Gaussian features for a folder without any",
+    )
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for both trainers' sections, e.g. kd.users=64",
+    )
     return parser.parse_args(argv)
 
 
@@ -172,8 +185,14 @@ def bench_backbone(ds, backbone: str, args, workdir: Path) -> dict[str, float]:
     shares = {k: v / len(guided_runs) * scale / guided_s for k, v in timer.seconds.items()}
     shares["amsc"] = amsc_seconds / every / guided_s
     eval_s = eval_seconds(plain)
-    return {"plain": plain_s, "guided": guided_s, "ratio": guided_s / plain_s, "eval": eval_s,
-            "ratio_with_eval": (guided_s + eval_s) / (plain_s + eval_s), **shares}
+    return {
+        "plain": plain_s,
+        "guided": guided_s,
+        "ratio": guided_s / plain_s,
+        "eval": eval_s,
+        "ratio_with_eval": (guided_s + eval_s) / (plain_s + eval_s),
+        **shares,
+    }
 
 
 def eval_seconds(trainer: Trainer, repeats: int = 2) -> float:
@@ -205,13 +224,18 @@ def main(argv=None) -> int:
         rng = np.random.default_rng(0)
         ds.text_feat = rng.normal(size=(ds.n_items, 384)).astype(np.float32)
         ds.image_feat = rng.normal(size=(ds.n_items, 1280)).astype(np.float32)
-    backbones = args.backbones.split(",") if args.backbones else [
-        name for name in available() if get_class(name).trainable]
+    backbones = (
+        args.backbones.split(",") if args.backbones else [name for name in available() if get_class(name).trainable]
+    )
     timed = f"first {args.steps} batches of {args.epochs} epochs" if args.steps else f"{args.epochs} whole epochs"
-    print(f"data {data}: {ds.n_users} users, {ds.n_items} items, {len(ds.split(0)[0])} train rows; "
-          f"{args.threads} threads; timed: {timed} per trainer; variant {args.variant}")
-    header = f"{'backbone':10s} {'plain s/ep':>10s} {args.variant + ' s/ep':>11s} {'ratio':>6s}   " \
-             f"{'AMSC':>6s} {'teacher':>8s} {'OT':>6s} {'rest':>6s}   {'eval s':>6s} {'ratio w/ eval':>13s}"
+    print(
+        f"data {data}: {ds.n_users} users, {ds.n_items} items, {len(ds.split(0)[0])} train rows; "
+        f"{args.threads} threads; timed: {timed} per trainer; variant {args.variant}"
+    )
+    header = (
+        f"{'backbone':10s} {'plain s/ep':>10s} {args.variant + ' s/ep':>11s} {'ratio':>6s}   "
+        f"{'AMSC':>6s} {'teacher':>8s} {'OT':>6s} {'rest':>6s}   {'eval s':>6s} {'ratio w/ eval':>13s}"
+    )
     print(header)
     ratios = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -219,9 +243,12 @@ def main(argv=None) -> int:
             r = bench_backbone(ds, backbone, args, Path(tmp))
             rest = 1.0 - r.get("amsc", 0) - r.get("teacher", 0) - r.get("ot", 0)
             ratios[backbone] = r["ratio"]
-            print(f"{backbone:10s} {r['plain']:10.3f} {r['guided']:11.3f} {r['ratio']:6.2f}   "
-                  f"{r.get('amsc', 0):6.1%} {r.get('teacher', 0):8.1%} {r.get('ot', 0):6.1%} {rest:6.1%}   "
-                  f"{r['eval']:6.2f} {r['ratio_with_eval']:13.2f}", flush=True)
+            print(
+                f"{backbone:10s} {r['plain']:10.3f} {r['guided']:11.3f} {r['ratio']:6.2f}   "
+                f"{r.get('amsc', 0):6.1%} {r.get('teacher', 0):8.1%} {r.get('ot', 0):6.1%} {rest:6.1%}   "
+                f"{r['eval']:6.2f} {r['ratio_with_eval']:13.2f}",
+                flush=True,
+            )
     worst = max(ratios, key=ratios.get)
     print(f"max ratio {ratios[worst]:.2f} ({worst})")
     return 0

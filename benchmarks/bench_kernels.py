@@ -79,14 +79,18 @@ def main(argv=None) -> int:
     ours = median_ms(backward_through(propagate_mean, csr), args.repeats)
     naive = median_ms(backward_through(naive_propagate, coo), args.repeats)
     print(f"graph {adj_scipy.shape[0]} nodes, {adj_scipy.nnz} edges, dim {args.dim}, {args.threads} threads")
-    print(f"propagation fwd+bwd, 3 layers: ours (CSR) {ours:7.2f} ms   COO sparse.mm + stack {naive:7.2f} ms   "
-          f"speed-up {naive / ours:5.2f}x")
+    print(
+        f"propagation fwd+bwd, 3 layers: ours (CSR) {ours:7.2f} ms   COO sparse.mm + stack {naive:7.2f} ms   "
+        f"speed-up {naive / ours:5.2f}x"
+    )
 
     ego.grad = torch.randn_like(ego)
     fused = median_ms(adam([ego], lr=1e-3).step, args.repeats)
     foreach = median_ms(torch.optim.Adam([ego], lr=1e-3).step, args.repeats)
-    print(f"Adam step, {ego.numel():,} params:      ours (fused) {fused:7.2f} ms   for-each {foreach:7.2f} ms   "
-          f"speed-up {foreach / fused:5.2f}x")
+    print(
+        f"Adam step, {ego.numel():,} params:      ours (fused) {fused:7.2f} ms   for-each {foreach:7.2f} ms   "
+        f"speed-up {foreach / fused:5.2f}x"
+    )
     return 0
 
 

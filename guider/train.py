@@ -72,8 +72,14 @@ def resolve_run_config(
     sections = {"model": default_hparams(backbone), "train": cfgmod.TRAIN_DEFAULTS, **objective.defaults}
     resolved = cfgmod.resolve_sections(sections, file_cfg, set_cfg)
     resolved["train"] = cfgmod.merge_section("train", resolved["train"], cli_train)
-    return {"backbone": backbone, "variant": variant, "denoise": denoise, "objective": objective_name,
-            "seed": int(seed), **resolved}
+    return {
+        "backbone": backbone,
+        "variant": variant,
+        "denoise": denoise,
+        "objective": objective_name,
+        "seed": int(seed),
+        **resolved,
+    }
 
 
 def model_inputs(ds: Dataset, device: torch.device) -> ModelInputs:
@@ -112,8 +118,14 @@ class Trainer:
 
     # --- evaluation ----------------------------------------------------------------------
     def evaluate_scores(self, score_fn, split: str) -> EvalResult:
-        return evaluate(score_fn, self.matrices[split], self.matrices["train"], ks=self.tcfg["ks"],
-                        chunk_size=self.tcfg["eval_batch_users"], device=self.device)
+        return evaluate(
+            score_fn,
+            self.matrices[split],
+            self.matrices["train"],
+            ks=self.tcfg["ks"],
+            chunk_size=self.tcfg["eval_batch_users"],
+            device=self.device,
+        )
 
     def evaluate_model(self, split: str) -> EvalResult:
         emb = self.model.eval_embeddings()
@@ -223,8 +235,14 @@ class Trainer:
             self.state.best_objective = copy.deepcopy(self.objective.state_dict())
         else:
             self.state.bad_evals += 1
-        log.info("epoch %d valid %s=%.4f (best %.4f @ %d)", epoch, self.tcfg["valid_metric"], score,
-                 self.state.best_score, self.state.best_epoch)
+        log.info(
+            "epoch %d valid %s=%.4f (best %.4f @ %d)",
+            epoch,
+            self.tcfg["valid_metric"],
+            score,
+            self.state.best_score,
+            self.state.best_epoch,
+        )
         return {"eval_seconds": time.perf_counter() - started, **{f"valid_{k}": v for k, v in valid.items()}}
 
     def _write_log(self) -> None:
@@ -265,8 +283,14 @@ def versions() -> dict[str, str]:
     import ot
     import scipy
 
-    return {"guider": guider.__version__, "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__, "scipy": scipy.__version__, "pot": ot.__version__}
+    return {
+        "guider": guider.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "pot": ot.__version__,
+    }
 
 
 def train(
@@ -287,8 +311,16 @@ def train(
 ) -> dict[str, Any]:
     """Train and evaluate; write config.json, log.csv, checkpoint.pt, per_user_*.csv, metrics.json."""
     out_dir = Path(out_dir)
-    config = resolve_run_config(backbone, variant=variant, denoise=denoise, seed=seed, config_file=config_file,
-                                sets=sets, epochs=epochs, patience=patience)
+    config = resolve_run_config(
+        backbone,
+        variant=variant,
+        denoise=denoise,
+        seed=seed,
+        config_file=config_file,
+        sets=sets,
+        epochs=epochs,
+        patience=patience,
+    )
     ds = load_dataset(data_dir)
     config["dataset"] = ds.name
     dev = resolve_device(device)

@@ -36,6 +36,8 @@ from guider.atomic import write_text
 GUIDER_VARIANTS = ("paper", "as_released", "no_amsc", "no_dbpr", "kl_kd", "no_kd")
 BASELINES = ("tce", "rce")
 METHODS = ("none",) + GUIDER_VARIANTS + BASELINES
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, help="noisy dataset folder (default: generate the small preset)")
@@ -43,18 +45,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("results/tmp/acceptance"))
     p.add_argument("--backbones", default=None, help="comma-separated (default: every trainable backbone)")
     p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--extra", action="append", default=[], metavar="LABEL=VARIANT:KEY=VALUE;...",
-                   help="a labelled variant with its own overrides, e.g. paper_w1=paper:kd.weight=1.0")
+    p.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="LABEL=VARIANT:KEY=VALUE;...",
+        help="a labelled variant with its own overrides, e.g. paper_w1=paper:kd.weight=1.0",
+    )
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--core", default="none,paper",
-                   help="methods run first for the seeds after the first (order only)")
+    p.add_argument("--core", default="none,paper", help="methods run first for the seeds after the first (order only)")
     p.add_argument("--epochs", type=int, help="maximum epochs per run (default: the trainer's)")
     p.add_argument("--patience", type=int)
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra override for GUIDER variants' sections (amsc/teacher/dbpr/kd), e.g. kd.weight=0.5")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra override for GUIDER variants' sections (amsc/teacher/dbpr/kd), e.g. kd.weight=0.5",
+    )
     p.add_argument("--deadline", type=float, help="seconds after which no new run starts")
     p.add_argument("--grace", type=float, default=60.0, help="seconds after the deadline before runs are stopped")
     p.add_argument("--table-only", action="store_true")
@@ -95,9 +107,23 @@ def parse_extra(entries: list[str]) -> dict[str, tuple[str, list[str]]]:
 
 
 def command(args, data: Path, backbone: str, method: str, seed: int) -> list[str]:
-    cmd = [sys.executable, "-m", "guider.cli", "train", "--data", str(data), "--backbone", backbone,
-           "--out", str(run_dir(args.out, backbone, method, seed)), "--seed", str(seed), "--device", args.device,
-           "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "guider.cli",
+        "train",
+        "--data",
+        str(data),
+        "--backbone",
+        backbone,
+        "--out",
+        str(run_dir(args.out, backbone, method, seed)),
+        "--seed",
+        str(seed),
+        "--device",
+        args.device,
+        "--no-progress",
+    ]
     label_sets = []
     if method in args.extra_methods:
         method, label_sets = args.extra_methods[method]
@@ -122,8 +148,12 @@ def run_all(args, data: Path, backbones, methods, seeds) -> None:
     ordered += [(b, m, s) for s in seeds[1:] for b in backbones for m in methods if m in core]
     ordered += [(b, m, s) for s in seeds[1:] for b in backbones for m in methods if m not in core]
     todo = [key for key in ordered if not (run_dir(args.out, *key) / "metrics.json").exists()]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "MKL_NUM_THREADS": str(args.threads),
+        "PYTHONUNBUFFERED": "1",
+    }
     started, running = time.time(), {}
     print(f"{len(todo)} runs to do, {args.jobs} at a time", flush=True)
     while todo or running:
@@ -136,15 +166,20 @@ def run_all(args, data: Path, backbones, methods, seeds) -> None:
                     f.unlink()
             folder.mkdir(parents=True, exist_ok=True)
             log = open(folder / "train.log", "w")
-            running[key] = (subprocess.Popen(command(args, data, *key), stdout=log, stderr=subprocess.STDOUT, env=env),
-                            time.time(), log)
+            running[key] = (
+                subprocess.Popen(command(args, data, *key), stdout=log, stderr=subprocess.STDOUT, env=env),
+                time.time(),
+                log,
+            )
         for key, (proc, t0, log) in list(running.items()):
             if proc.poll() is not None:
                 log.close()
                 del running[key]
                 status = "ok" if proc.returncode == 0 else f"FAILED rc={proc.returncode} (see train.log)"
-                print(f"{time.time() - started:7.0f}s {key[0]:9s} {key[1]:12s} seed{key[2]} {time.time() - t0:6.0f}s {status}",
-                      flush=True)
+                print(
+                    f"{time.time() - started:7.0f}s {key[0]:9s} {key[1]:12s} seed{key[2]} {time.time() - t0:6.0f}s {status}",
+                    flush=True,
+                )
         if late and time.time() - started > args.deadline + args.grace:
             for key, (proc, _, log) in running.items():
                 proc.kill()
@@ -175,8 +210,11 @@ def fmt(values) -> str:
 
 
 def table(results, backbones, methods, seeds, guided=("paper",)) -> str:
-    lines = [f"test Recall@20 / NDCG@20, mean±std over seeds {','.join(map(str, seeds))} "
-             "(n = finished runs); 'paper>plain' compares means", ""]
+    lines = [
+        f"test Recall@20 / NDCG@20, mean±std over seeds {','.join(map(str, seeds))} "
+        "(n = finished runs); 'paper>plain' compares means",
+        "",
+    ]
     head = "| method | " + " | ".join(f"{b} R@20 | {b} N@20" for b in backbones) + " |"
     lines += [head, "|" + "---|" * (1 + 2 * len(backbones))]
     for m in methods:
@@ -187,21 +225,28 @@ def table(results, backbones, methods, seeds, guided=("paper",)) -> str:
             cells += [fmt([r["test"]["recall@20"] for r in rows]) + n, fmt([r["test"]["ndcg@20"] for r in rows])]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     for label in guided:
-        lines += ["", f"| backbone | {label}>plain R@20 | {label}>plain N@20 | teacher R@20 ({label}) | "
-                  "AMSC precision | injected rate | lift | epochs run (plain / guided) |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"| backbone | {label}>plain R@20 | {label}>plain N@20 | teacher R@20 ({label}) | "
+            "AMSC precision | injected rate | lift | epochs run (plain / guided) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for b in backbones:
             plain, paper = results[(b, "none")], results[(b, label)]
             if not plain or not paper:
                 lines.append(f"| {b} | - | - | - | - | - | - | - |")
                 continue
-            better = [np.mean([r["test"][k] for r in paper]) > np.mean([r["test"][k] for r in plain])
-                      for k in ("recall@20", "ndcg@20")]
+            better = [
+                np.mean([r["test"][k] for r in paper]) > np.mean([r["test"][k] for r in plain])
+                for k in ("recall@20", "ndcg@20")
+            ]
             det = [r["detection"]["injected_noise"] for r in paper if (r.get("detection") or {}).get("injected_noise")]
             teacher = [r["teacher"]["test"]["recall@20"] for r in paper if r.get("teacher")]
             lines.append(
                 f"| {b} | {better[0]} | {better[1]} | {fmt(teacher)} | {fmt([d['precision'] for d in det])} | "
                 f"{fmt([d['base_rate'] for d in det])} | {fmt([d['lift'] or 0.0 for d in det])} | "
-                f"{np.mean([r['epochs_run'] for r in plain]):.0f} / {np.mean([r['epochs_run'] for r in paper]):.0f} |")
+                f"{np.mean([r['epochs_run'] for r in plain]):.0f} / {np.mean([r['epochs_run'] for r in paper]):.0f} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -54,8 +54,10 @@ def load_objective(run: Path, ds):
 def report(name: str, calibration, labels) -> str:
     scores = precision_recall_f1(calibration.false_mask.cpu().numpy(), labels)
     auc = ranking_auc(-calibration.z.cpu().numpy(), labels)
-    return (f"{name:11s} false {scores['predicted'] / scores['total']:6.1%}  precision {scores['precision']:.3f}  "
-            f"recall {scores['recall']:.3f}  lift {scores['lift']:.2f}  AUC(-z) {auc:.3f}")
+    return (
+        f"{name:11s} false {scores['predicted'] / scores['total']:6.1%}  precision {scores['precision']:.3f}  "
+        f"recall {scores['recall']:.3f}  lift {scores['lift']:.2f}  AUC(-z) {auc:.3f}"
+    )
 
 
 def main(argv=None) -> int:
@@ -66,11 +68,19 @@ def main(argv=None) -> int:
         raise SystemExit(f"{args.data}: no is_noise labels to score against")
     objective = load_objective(args.run, ds)
     teacher_items = objective.teacher.model.item_embeddings(objective.teacher.embeddings())
-    print(f"run {args.run} (calibrated at epoch {objective.calibrated_epoch}); injected share "
-          f"{labels.mean():.3f}: lift 2 needs precision {2 * labels.mean():.3f}")
+    print(
+        f"run {args.run} (calibrated at epoch {objective.calibrated_epoch}); injected share "
+        f"{labels.mean():.3f}: lift 2 needs precision {2 * labels.mean():.3f}"
+    )
     for knn_k in (int(k) for k in args.knn_k.split(",")):
-        amsc = AMSC(objective.train_users, objective.train_items, ds.n_users, objective.inputs.text_feat,
-                    objective.inputs.image_feat, replace(objective.amsc_config, knn_k=knn_k))
+        amsc = AMSC(
+            objective.train_users,
+            objective.train_items,
+            ds.n_users,
+            objective.inputs.text_feat,
+            objective.inputs.image_feat,
+            replace(objective.amsc_config, knn_k=knn_k),
+        )
         print(f"knn_k {knn_k}: mean S_conf {float(amsc.confidence.mean()):.3f}")
         print("  " + report("content", amsc.calibrate(None), labels))
         print("  " + report("calibrated", amsc.calibrate(teacher_items), labels))

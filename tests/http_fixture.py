@@ -120,7 +120,7 @@ def _make_handler(server: UpstreamServer):
             self.end_headers()
             if not send_body:
                 return
-            payload = body[start:] if cut is None else body[start:start + cut]
+            payload = body[start:] if cut is None else body[start : start + cut]
             self.wfile.write(payload)
             if cut is not None:  # drop the connection mid-transfer
                 self.wfile.flush()

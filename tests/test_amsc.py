@@ -104,12 +104,30 @@ def test_confidence_is_one_when_neighbourhoods_coincide_and_zero_when_disjoint()
     """Items 0-2 form a tight cluster in both modalities (same neighbours: confidence 1);
     item 3 sits next to items 4, 5 in text but next to 6, 7 in vision (confidence 0)."""
     e = np.eye(8)
-    text = np.stack([e[0], e[0] + 0.1 * e[1], e[0] + 0.1 * e[2],  # cluster A
-                     e[3], e[3] + 0.1 * e[4], e[3] + 0.1 * e[5],  # item 3 with 4, 5
-                     e[6], e[6] + 0.1 * e[7]])  # 6, 7 elsewhere
-    image = np.stack([e[0], e[0] + 0.1 * e[1], e[0] + 0.1 * e[2],
-                      e[6], e[4], e[4] + 0.1 * e[5],  # item 3 now far from 4, 5 ...
-                      e[6] + 0.1 * e[7], e[6] + 0.1 * e[3]])  # ... and next to 6, 7
+    text = np.stack(
+        [
+            e[0],
+            e[0] + 0.1 * e[1],
+            e[0] + 0.1 * e[2],  # cluster A
+            e[3],
+            e[3] + 0.1 * e[4],
+            e[3] + 0.1 * e[5],  # item 3 with 4, 5
+            e[6],
+            e[6] + 0.1 * e[7],
+        ]
+    )  # 6, 7 elsewhere
+    image = np.stack(
+        [
+            e[0],
+            e[0] + 0.1 * e[1],
+            e[0] + 0.1 * e[2],
+            e[6],
+            e[4],
+            e[4] + 0.1 * e[5],  # item 3 now far from 4, 5 ...
+            e[6] + 0.1 * e[7],
+            e[6] + 0.1 * e[3],
+        ]
+    )  # ... and next to 6, 7
     conf = cross_modal_confidence(torch.tensor(text), torch.tensor(image), k=2).numpy()
     assert conf[0] == 1.0 and conf[1] == 1.0 and conf[2] == 1.0
     assert conf[3] == 0.0
@@ -129,8 +147,9 @@ def test_unrelated_item_in_a_history_is_classified_false():
     users = torch.zeros(7, dtype=torch.long)
     items = torch.tensor([3, 0, 6, 1, 2, 4, 5])  # the unrelated item 6 is the third row
     cfg = AMSCConfig(knn_k=2, tau=1.0, max_false_ratio=0.2, min_history=4)
-    amsc = AMSC(users, items, 1, torch.tensor(feats, dtype=torch.float32),
-                torch.tensor(feats + 0.01, dtype=torch.float32), cfg)
+    amsc = AMSC(
+        users, items, 1, torch.tensor(feats, dtype=torch.float32), torch.tensor(feats + 0.01, dtype=torch.float32), cfg
+    )
     cal = amsc.calibrate()
     assert cal.false_mask.tolist() == [False, False, True, False, False, False, False]
     assert float(cal.weights[2]) < 0.5 < float(cal.weights[0])
@@ -170,8 +189,9 @@ def test_one_modality_means_full_confidence():
     assert torch.equal(amsc.confidence, torch.ones(6))
 
 
-@pytest.mark.parametrize("bad", [{"knn_k": 0}, {"text_weight": 1.5}, {"every": 0}, {"max_false_ratio": -0.1},
-                                 {"min_history": 0}])
+@pytest.mark.parametrize(
+    "bad", [{"knn_k": 0}, {"text_weight": 1.5}, {"every": 0}, {"max_false_ratio": -0.1}, {"min_history": 0}]
+)
 def test_invalid_config_is_rejected(bad):
     with pytest.raises(ValueError, match="amsc"):
         AMSCConfig(**bad)

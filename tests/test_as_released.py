@@ -59,8 +59,15 @@ def test_clean_mask_is_a_threshold_on_untrained_projection_distances(dataset):
     clean, weights = obj.sample_weights(torch.zeros(40, 64), batch.pos)
     text, image = inputs.text_feat[batch.pos].double(), inputs.image_feat[batch.pos].double()
     w = {k: v.double() for k, v in untrained.items()}
-    dist = np.linalg.norm((text @ w["text_proj.weight"].T + w["text_proj.bias"]
-                           - image @ w["image_proj.weight"].T - w["image_proj.bias"]).numpy(), axis=1)
+    dist = np.linalg.norm(
+        (
+            text @ w["text_proj.weight"].T
+            + w["text_proj.bias"]
+            - image @ w["image_proj.weight"].T
+            - w["image_proj.bias"]
+        ).numpy(),
+        axis=1,
+    )
     normalised = (dist - dist.min()) / (dist.max() - dist.min())
     assert clean.tolist() == (normalised < 0.7).tolist()
     assert 0 < int(clean.sum()) < 40  # both kinds occur in the batch
@@ -177,8 +184,17 @@ def test_needs_both_modalities():
 
 def test_training_never_stops_early_and_writes_artefacts(dataset, tmp_path):
     folder = save_dataset(dataset, tmp_path / "d")
-    metrics = train(folder, tmp_path / "r", "lightgcn", variant="as_released", device="cpu", progress=False,
-                    epochs=5, patience=1, sets=("train.batch_size=64", "released.knn_k=5"))
+    metrics = train(
+        folder,
+        tmp_path / "r",
+        "lightgcn",
+        variant="as_released",
+        device="cpu",
+        progress=False,
+        epochs=5,
+        patience=1,
+        sets=("train.batch_size=64", "released.knn_k=5"),
+    )
     assert metrics["epochs_run"] == 5
     for name in ("teacher_metrics.json", "amsc.npz", "denoise.json"):
         assert (tmp_path / "r" / name).exists()

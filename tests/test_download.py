@@ -13,7 +13,12 @@ import pytest
 from guider.cli import main
 from guider.data.checksum_lock import ChecksumLock
 from guider.data.download import (
-    ChecksumError, DownloadError, HttpSettings, ImageJob, fetch_file, fetch_images,
+    ChecksumError,
+    DownloadError,
+    HttpSettings,
+    ImageJob,
+    fetch_file,
+    fetch_images,
 )
 from guider.data.registry import DEFAULT_REGISTRY, get_dataset, load_registry, with_mirror
 from http_fixture import FIXTURES, UpstreamServer
@@ -81,8 +86,14 @@ def test_malformed_registry_is_a_clear_error(tmp_path):
 
 def test_fetch_file_downloads_and_verifies(server, tmp_path):
     dest = tmp_path / "ratings_Baby.csv"
-    fetched = fetch_file(server.url + RATINGS_PATH, dest, size=RATINGS.stat().st_size, sha256=sha256(RATINGS),
-                         settings=FAST, progress=False)
+    fetched = fetch_file(
+        server.url + RATINGS_PATH,
+        dest,
+        size=RATINGS.stat().st_size,
+        sha256=sha256(RATINGS),
+        settings=FAST,
+        progress=False,
+    )
     assert dest.read_bytes() == RATINGS.read_bytes()
     assert (fetched.size, fetched.sha256, fetched.resumed_from) == (RATINGS.stat().st_size, sha256(RATINGS), 0)
     assert not dest.with_name(dest.name + ".part").exists()
@@ -93,8 +104,14 @@ def test_interrupted_transfer_resumes_with_a_range_request(server, tmp_path):
     original = (FIXTURES / path.lstrip("/")).read_bytes()
     server.behaviour.cut_after[path] = 70_000  # the first GET dies after 70,000 of 98,364 bytes
     dest = tmp_path / "image_features_Baby.b"
-    fetch_file(server.url + path, dest, size=len(original), sha256=hashlib.sha256(original).hexdigest(),
-               settings=FAST, progress=False)
+    fetch_file(
+        server.url + path,
+        dest,
+        size=len(original),
+        sha256=hashlib.sha256(original).hexdigest(),
+        settings=FAST,
+        progress=False,
+    )
     assert dest.read_bytes() == original
     ranges = [r[2] for r in server.requests_for(path)]
     assert len(ranges) == 2 and ranges[0] is None
@@ -201,8 +218,18 @@ def _local_registry(tmp_path: Path, base: str) -> Path:
 
 def test_upstream_download_pins_checksums_and_a_changed_file_is_refused(server, tmp_path):
     registry, lock = _local_registry(tmp_path, server.url), tmp_path / "lock.json"
-    args = ["data", "download", "baby", "--registry", str(registry), "--lock", str(lock), "--skip", "images",
-            "--no-progress"]
+    args = [
+        "data",
+        "download",
+        "baby",
+        "--registry",
+        str(registry),
+        "--lock",
+        str(lock),
+        "--skip",
+        "images",
+        "--no-progress",
+    ]
     assert main(args + ["--resources", str(tmp_path / "r1")]) == 0
     pins = json.loads(lock.read_text())["baby"]
     assert pins["ratings_Baby.csv"]["sha256"] == sha256(RATINGS)
@@ -232,30 +259,75 @@ def test_a_present_file_that_differs_from_its_pin_is_an_error(server, tmp_path, 
     (folder / "ratings_Baby.csv").write_text("A,B,5.0,1\n")
     lock = tmp_path / "lock.json"
     ChecksumLock(lock).pin("baby", "ratings_Baby.csv", "u", RATINGS.stat().st_size, sha256(RATINGS))
-    code = main(["data", "download", "baby", "--mirror", server.url, "--lock", str(lock), "--resources",
-                 str(tmp_path / "r"), "--skip", "images", "--no-progress"])
+    code = main(
+        [
+            "data",
+            "download",
+            "baby",
+            "--mirror",
+            server.url,
+            "--lock",
+            str(lock),
+            "--resources",
+            str(tmp_path / "r"),
+            "--skip",
+            "images",
+            "--no-progress",
+        ]
+    )
     assert code == 2 and "delete it to download it again" in caplog.text
     assert (folder / "ratings_Baby.csv").read_text() == "A,B,5.0,1\n"  # left for the user to inspect
 
 
 def test_download_command_fetches_images_and_logs_failures(server, tmp_path):
-    code = main(["data", "download", "baby", "--mirror", server.url, "--lock", str(tmp_path / "lock.json"),
-                 "--resources", str(tmp_path), "--workers", "3", "--no-progress"])
+    code = main(
+        [
+            "data",
+            "download",
+            "baby",
+            "--mirror",
+            server.url,
+            "--lock",
+            str(tmp_path / "lock.json"),
+            "--resources",
+            str(tmp_path),
+            "--workers",
+            "3",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     folder = tmp_path / "baby"
     assert sorted(p.name for p in (folder / "images").iterdir()) == [
-        "B000000001.jpg", "B000000002.jpg", "B000000003.png", "B000000004.jpg"]  # P7/P8 are outside the 5-core
+        "B000000001.jpg",
+        "B000000002.jpg",
+        "B000000003.png",
+        "B000000004.jpg",
+    ]  # P7/P8 are outside the 5-core
     failed = (folder / "images_failed.tsv").read_text().splitlines()
     assert failed[0] == "item\turl\treason"
     reasons = dict(line.split("\t")[0::2] for line in failed[1:])
     assert reasons == {"B000000005": "HTTP 404 Not Found", "B000000006": "no image URL"}
     assert (folder / "image_features_Baby.b").read_bytes() == (
-        FIXTURES / "data/amazon/productGraph/image_features/categoryFiles/image_features_Baby.b").read_bytes()
+        FIXTURES / "data/amazon/productGraph/image_features/categoryFiles/image_features_Baby.b"
+    ).read_bytes()
 
 
 def test_dry_run_lists_files_sizes_and_urls_and_downloads_nothing(server, tmp_path, capsys):
-    code = main(["data", "download", "baby", "--dry-run", "--mirror", server.url, "--resources", str(tmp_path),
-                 "--lock", str(tmp_path / "lock.json")])
+    code = main(
+        [
+            "data",
+            "download",
+            "baby",
+            "--dry-run",
+            "--mirror",
+            server.url,
+            "--resources",
+            str(tmp_path),
+            "--lock",
+            str(tmp_path / "lock.json"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and list(tmp_path.iterdir()) == []
     for name in ("ratings_Baby.csv", "meta_Baby.json.gz", "image_features_Baby.b"):
@@ -268,8 +340,20 @@ def test_dry_run_lists_files_sizes_and_urls_and_downloads_nothing(server, tmp_pa
 def test_offline_download_fails_within_seconds_naming_the_url_and_the_ways_forward(tmp_path, caplog):
     mirror = f"http://127.0.0.1:{free_port()}"
     start = time.perf_counter()
-    code = main(["data", "download", "baby", "--mirror", mirror, "--resources", str(tmp_path),
-                 "--lock", str(tmp_path / "lock.json"), "--no-progress"])
+    code = main(
+        [
+            "data",
+            "download",
+            "baby",
+            "--mirror",
+            mirror,
+            "--resources",
+            str(tmp_path),
+            "--lock",
+            str(tmp_path / "lock.json"),
+            "--no-progress",
+        ]
+    )
     assert code == 2 and time.perf_counter() - start < 5
     message = caplog.text
     assert mirror + RATINGS_PATH in message
@@ -280,8 +364,20 @@ def test_offline_download_fails_within_seconds_naming_the_url_and_the_ways_forwa
 def test_config_key_gives_the_mirror(server, tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(f"data:\n  mirror: {server.url}\n")
-    code = main(["data", "download", "microlens", "--config", str(config), "--resources", str(tmp_path / "r"),
-                 "--lock", str(tmp_path / "lock.json"), "--no-progress"])
+    code = main(
+        [
+            "data",
+            "download",
+            "microlens",
+            "--config",
+            str(config),
+            "--resources",
+            str(tmp_path / "r"),
+            "--lock",
+            str(tmp_path / "lock.json"),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     covers = sorted(p.name for p in (tmp_path / "r/microlens/covers").iterdir())
     assert covers == ["101.jpg", "102.jpg", "103.jpg", "104.jpg", "106.jpg"]  # 105 answers 404

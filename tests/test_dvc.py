@@ -18,8 +18,20 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.prefix) / "bin"
-PROJECT_FILES = ["Snakefile", "workflow", "config", "profiles", "envs", "guider", "dvc.yaml", ".dvcignore",
-                 ".dvc/config", ".dvc/.gitignore", ".gitignore", "pyproject.toml"]
+PROJECT_FILES = [
+    "Snakefile",
+    "workflow",
+    "config",
+    "profiles",
+    "envs",
+    "guider",
+    "dvc.yaml",
+    ".dvcignore",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    ".gitignore",
+    "pyproject.toml",
+]
 
 
 def stage() -> dict:
@@ -41,8 +53,15 @@ def test_stage_runs_snakemake_and_keeps_its_state():
     assert definition["cmd"][0] == "snakemake --cores all --configfile config/config.yaml"
     assert "--report results/report.html" in definition["cmd"][1]
     outs = out_paths(definition)
-    for persistent in ("results/data", "results/runs", "results/logs", "resources/baby", "resources/sports",
-                       "resources/clothing", "resources/microlens"):
+    for persistent in (
+        "results/data",
+        "results/runs",
+        "results/logs",
+        "resources/baby",
+        "resources/sports",
+        "resources/clothing",
+        "resources/microlens",
+    ):
         assert outs[persistent].get("persist") is True, persistent
     assert outs["results/summary/metrics.json"] == {"cache": False}
     assert set(definition["deps"]) == {"Snakefile", "workflow", "guider"}
@@ -77,9 +96,15 @@ def test_plots_and_default_remote():
 
 # --- round trip ----------------------------------------------------------------------
 def run(*args: str, cwd: Path, timeout: int = 1500) -> str:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
-           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.org",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.org"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.org",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.org",
+    }
     result = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout + result.stderr

@@ -25,8 +25,9 @@ def cosine(a, b):
 
 
 def test_text_shapes_and_semantics():
-    emb = encode_texts(["a red cotton summer dress", "a crimson dress made of cotton",
-                        "stainless steel kitchen knife"], progress=False)
+    emb = encode_texts(
+        ["a red cotton summer dress", "a crimson dress made of cotton", "stainless steel kitchen knife"], progress=False
+    )
     assert emb.shape == (3, 384) and emb.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)  # the model normalises
     assert cosine(emb[0], emb[1]) > cosine(emb[0], emb[2]) + 0.2
@@ -82,8 +83,11 @@ def test_image_features_are_the_classifier_input():
     model = image_mod.load_efficientnet_lite0_classifier()
     with torch.no_grad():
         logits = model.classifier(torch.from_numpy(feats))  # [1, 1000]
-        direct = model(image_mod.load_image_model("efficientnet_lite0", "cpu").make_transform(224)(
-            Image.open(GRACE_HOPPER).convert("RGB"))[None])
+        direct = model(
+            image_mod.load_image_model("efficientnet_lite0", "cpu").make_transform(224)(
+                Image.open(GRACE_HOPPER).convert("RGB")
+            )[None]
+        )
     torch.testing.assert_close(logits, direct, atol=1e-3, rtol=1e-4)
 
 
@@ -131,8 +135,10 @@ def test_torchvision_weights_come_from_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path))
     (tmp_path / "checkpoints").mkdir()
     torch.save({"w": torch.arange(3.0)}, tmp_path / "checkpoints" / "fake-1234.pth")
-    fake = SimpleNamespace(url="https://example.invalid/models/fake-1234.pth",
-                           get_state_dict=lambda **k: pytest.fail("must not download a cached file"))
+    fake = SimpleNamespace(
+        url="https://example.invalid/models/fake-1234.pth",
+        get_state_dict=lambda **k: pytest.fail("must not download a cached file"),
+    )
     assert torch.equal(image_mod.torchvision_state_dict(fake, "fake")["w"], torch.arange(3.0))
 
 
@@ -154,8 +160,11 @@ def test_torchvision_feature_dimensions(name, dim, monkeypatch):
     """With random weights in place of ImageNet's, the cut-off layers give the documented sizes."""
     import torchvision
 
-    monkeypatch.setattr(image_mod, "torchvision_state_dict",
-                        lambda weights, model_name: getattr(torchvision.models, model_name)().state_dict())
+    monkeypatch.setattr(
+        image_mod,
+        "torchvision_state_dict",
+        lambda weights, model_name: getattr(torchvision.models, model_name)().state_dict(),
+    )
     image_mod.load_image_model.cache_clear()
     try:
         feats, _ = encode_images([solid((10, 200, 30), 64)], model_name=name, progress=False, image_size=64)

@@ -27,8 +27,22 @@ def cnn_vector(n: int) -> np.ndarray:
 
 def download_and_prepare(tmp_path: Path, name: str) -> Path:
     with UpstreamServer() as server:
-        code = main(["data", "download", name, "--mirror", server.url, "--resources", str(tmp_path / "resources"),
-                     "--lock", str(tmp_path / "lock.json"), "--workers", "2", "--no-progress"])
+        code = main(
+            [
+                "data",
+                "download",
+                name,
+                "--mirror",
+                server.url,
+                "--resources",
+                str(tmp_path / "resources"),
+                "--lock",
+                str(tmp_path / "lock.json"),
+                "--workers",
+                "2",
+                "--no-progress",
+            ]
+        )
     assert code == 0
     out = tmp_path / "data" / name
     assert main(["data", "prepare", name, "--resources", str(tmp_path / "resources"), "--out", str(out)]) == 0
@@ -61,7 +75,13 @@ def test_amazon_pipeline_counts_imputation_cnn_features_and_export(tmp_path, mon
     assert main(["features", "image", "--data", str(out), "--no-progress"]) == 0
     assert seen["texts"][0] == "Baby thing 2 Brand2 Baby Cat2 Sub Line one of item 2. Line two."
     assert [p.name if p else None for p in seen["images"]] == [
-        "B000000002.jpg", "B000000003.png", "B000000004.jpg", None, None, "B000000001.jpg"]
+        "B000000002.jpg",
+        "B000000003.png",
+        "B000000004.jpg",
+        None,
+        None,
+        "B000000001.jpg",
+    ]
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["features"]["image"]["imputed_items"] == [3, 4]
     assert meta["content"]["items_without_image"] == [3, 4]
@@ -79,7 +99,12 @@ def test_amazon_pipeline_counts_imputation_cnn_features_and_export(tmp_path, mon
     mmrec = tmp_path / "mmrec" / "baby"
     assert main(["data", "export", str(out), "--out", str(mmrec)]) == 0
     assert sorted(p.name for p in mmrec.iterdir()) == [
-        "baby.inter", "i_id_mapping.csv", "image_feat.npy", "text_feat.npy", "u_id_mapping.csv"]
+        "baby.inter",
+        "i_id_mapping.csv",
+        "image_feat.npy",
+        "text_feat.npy",
+        "u_id_mapping.csv",
+    ]
     inter = pd.read_csv(mmrec / "baby.inter", sep="\t")
     assert inter.columns.tolist() == ["userID", "itemID", "rating", "timestamp", "x_label"] and len(inter) == 31
     np.testing.assert_array_equal(np.load(mmrec / "image_feat.npy"), ds.image_feat)
@@ -108,9 +133,22 @@ def test_microlens_pipeline_uses_titles_and_covers(tmp_path, monkeypatch):
     monkeypatch.setattr(image_module, "encode_images", lambda images, **kw: _fake_images(images, seen))
     assert main(["features", "text", "--data", str(out)]) == 0
     assert main(["features", "image", "--data", str(out)]) == 0
-    assert seen["texts"] == ["plain title two", 'title "quoted" three', "four, unquoted comma", "five", "",
-                             "A cat video, with a comma"]
-    assert [p.name if p else None for p in seen["images"]] == ["102.jpg", "103.jpg", "104.jpg", None, "106.jpg", "101.jpg"]
+    assert seen["texts"] == [
+        "plain title two",
+        'title "quoted" three',
+        "four, unquoted comma",
+        "five",
+        "",
+        "A cat video, with a comma",
+    ]
+    assert [p.name if p else None for p in seen["images"]] == [
+        "102.jpg",
+        "103.jpg",
+        "104.jpg",
+        None,
+        "106.jpg",
+        "101.jpg",
+    ]
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["features"]["image"]["imputed_items"] == [3]  # video 105's cover answered 404
     assert meta["features"]["text"]["empty_text_items"] == [4]

@@ -55,8 +55,8 @@ def test_propagate_mean_matches_dense_layers_with_gradient():
     dense = adj.to_dense()
     expected = (ego + dense @ ego + dense @ (dense @ ego)) / 3
     np.testing.assert_allclose(got.detach().numpy(), expected.detach().numpy(), atol=1e-12)
-    grad_got, = torch.autograd.grad(got.pow(2).sum(), ego)
-    grad_expected, = torch.autograd.grad(expected.pow(2).sum(), ego)
+    (grad_got,) = torch.autograd.grad(got.pow(2).sum(), ego)
+    (grad_expected,) = torch.autograd.grad(expected.pow(2).sum(), ego)
     np.testing.assert_allclose(grad_got.numpy(), grad_expected.numpy(), atol=1e-10)
 
 
@@ -67,6 +67,6 @@ def test_missing_transpose_is_only_right_for_symmetric(symmetric):
     mat = mat + mat.T if symmetric else np.triu(mat, 1) + np.eye(4)
     adj = to_torch_sparse(sp.coo_matrix(mat), torch.device("cpu")).to(torch.float64)
     x = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
-    grad, = torch.autograd.grad(sparse_matmul(adj, x).sum(), x)
+    (grad,) = torch.autograd.grad(sparse_matmul(adj, x).sum(), x)
     expected = adj.to_dense().T @ torch.ones(4, 2, dtype=torch.float64)
     assert np.allclose(grad.numpy(), expected.numpy()) is symmetric

@@ -60,8 +60,10 @@ def test_step_trains_teacher_then_returns_student_loss_with_kd(noisy):
     assert loss.item() == pytest.approx(logs["loss_backbone"] + 0.1 * logs["loss_kd"], rel=1e-5)
     teacher_grads = [None if p.grad is None else p.grad.clone() for p in obj.teacher.model.parameters()]
     loss.backward()  # the student's loss must not reach the teacher
-    assert all((a is None and p.grad is None) or torch.equal(a, p.grad)
-               for a, p in zip(teacher_grads, obj.teacher.model.parameters()))
+    assert all(
+        (a is None and p.grad is None) or torch.equal(a, p.grad)
+        for a, p in zip(teacher_grads, obj.teacher.model.parameters())
+    )
     assert all(p.grad is not None for p in obj.model.parameters())
 
 
@@ -101,8 +103,9 @@ def test_reused_post_step_forward_trains_exactly_like_a_separate_refresh(noisy, 
     separate, _ = build(noisy)
     separate.teacher.model.train_propagate_equals_eval = False  # forces the eval-forward path
     run_steps(separate, inputs, 4)
-    for a, b in zip(params(reused.model) + params(reused.teacher.model),
-                    params(separate.model) + params(separate.teacher.model)):
+    for a, b in zip(
+        params(reused.model) + params(reused.teacher.model), params(separate.model) + params(separate.teacher.model)
+    ):
         assert torch.allclose(a, b, atol=1e-6)
 
 
@@ -125,8 +128,9 @@ def test_kl_variant_is_kl_on_the_same_candidates(noisy, monkeypatch):
     obj.on_epoch_start(0, torch.Generator())
     captured = {}
     real = guider_module.kl_distillation
-    monkeypatch.setattr(guider_module, "kl_distillation",
-                        lambda s, t, temp: captured.update(s=s.detach(), t=t) or real(s, t, temp))
+    monkeypatch.setattr(
+        guider_module, "kl_distillation", lambda s, t, temp: captured.update(s=s.detach(), t=t) or real(s, t, temp)
+    )
     _, logs = obj.step(batch_of(inputs, np.arange(16)), 0)
     assert logs["loss_kd"] == pytest.approx(float(kl_distillation(captured["s"], captured["t"])), rel=1e-6)
     assert captured["s"].shape == (len(torch.unique(torch.as_tensor(inputs.train_users[:16]))), 12)
@@ -227,8 +231,14 @@ def run(folder, out, backbone="lightgcn", **kw):
 @pytest.mark.parametrize("backbone", ["lightgcn", "freedom"])
 def test_no_kd_leaves_the_student_identical_to_plain_training(noisy_folder, tmp_path, backbone):
     plain = run(noisy_folder, tmp_path / "plain", backbone, seed=5)
-    no_kd = run(noisy_folder, tmp_path / "no_kd", backbone, seed=5, variant="no_kd",
-                sets=("amsc.knn_k=3", "amsc.warmup_epochs=1", "amsc.every=1"))
+    no_kd = run(
+        noisy_folder,
+        tmp_path / "no_kd",
+        backbone,
+        seed=5,
+        variant="no_kd",
+        sets=("amsc.knn_k=3", "amsc.warmup_epochs=1", "amsc.every=1"),
+    )
     assert plain["test"] == no_kd["test"] and plain["valid"] == no_kd["valid"]
     a = torch.load(tmp_path / "plain" / "checkpoint.pt", weights_only=False)["model"]
     b = torch.load(tmp_path / "no_kd" / "checkpoint.pt", weights_only=False)["model"]
@@ -236,9 +246,12 @@ def test_no_kd_leaves_the_student_identical_to_plain_training(noisy_folder, tmp_
 
 
 def test_paper_run_writes_teacher_amsc_and_detection_artefacts(noisy_folder, noisy, tmp_path):
-    metrics = run(noisy_folder, tmp_path / "p", variant="paper",
-                  sets=("amsc.knn_k=3", "amsc.warmup_epochs=1", "amsc.every=1", "kd.candidates=12",
-                        "kd.teacher_top=4"))
+    metrics = run(
+        noisy_folder,
+        tmp_path / "p",
+        variant="paper",
+        sets=("amsc.knn_k=3", "amsc.warmup_epochs=1", "amsc.every=1", "kd.candidates=12", "kd.teacher_top=4"),
+    )
     out = tmp_path / "p"
     teacher = json.loads((out / "teacher_metrics.json").read_text())
     assert set(teacher) == {"backbone", "valid", "test"} and "recall@20" in teacher["test"]
@@ -265,8 +278,12 @@ def test_amsc_diagnostics_script_scores_the_run(noisy_folder, noisy, tmp_path, c
     from guider.denoise.amsc import AMSC, AMSCConfig
     from guider.denoise.detection import precision_recall_f1
 
-    run(noisy_folder, tmp_path / "p", variant="paper",
-        sets=("amsc.knn_k=3", "amsc.warmup_epochs=1", "amsc.every=1", "kd.candidates=12", "kd.teacher_top=4"))
+    run(
+        noisy_folder,
+        tmp_path / "p",
+        variant="paper",
+        sets=("amsc.knn_k=3", "amsc.warmup_epochs=1", "amsc.every=1", "kd.candidates=12", "kd.teacher_top=4"),
+    )
     path = Path(__file__).resolve().parents[1] / "scripts" / "amsc_diagnostics.py"
     spec = importlib.util.spec_from_file_location("amsc_diagnostics", path)
     module = importlib.util.module_from_spec(spec)
@@ -275,8 +292,14 @@ def test_amsc_diagnostics_script_scores_the_run(noisy_folder, noisy, tmp_path, c
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines[2:]] == ["content", "calibrated", "teacher"]
     users, items = noisy.split(0)
-    fresh = AMSC(torch.tensor(users), torch.tensor(items), noisy.n_users, torch.tensor(noisy.text_feat),
-                 torch.tensor(noisy.image_feat), AMSCConfig(knn_k=3)).calibrate(None)
+    fresh = AMSC(
+        torch.tensor(users),
+        torch.tensor(items),
+        noisy.n_users,
+        torch.tensor(noisy.text_feat),
+        torch.tensor(noisy.image_feat),
+        AMSCConfig(knn_k=3),
+    ).calibrate(None)
     expected = precision_recall_f1(fresh.false_mask.numpy(), noisy.train_noise_labels)["precision"]
     assert f"precision {expected:.3f}" in lines[2]
     with pytest.raises(SystemExit, match="runs no AMSC"):
@@ -287,9 +310,31 @@ def test_amsc_diagnostics_script_scores_the_run(noisy_folder, noisy, tmp_path, c
 def test_cli_train_with_variant_and_set(noisy_folder, tmp_path):
     from guider.cli import main
 
-    code = main(["train", "--data", str(noisy_folder), "--backbone", "bpr", "--variant", "kl_kd", "--out",
-                 str(tmp_path / "cli"), "--epochs", "2", "--device", "cpu", "--set", "train.batch_size=64",
-                 "--set", "kd.candidates=12", "--set", "kd.teacher_top=4", "--set", "amsc.knn_k=3"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(noisy_folder),
+            "--backbone",
+            "bpr",
+            "--variant",
+            "kl_kd",
+            "--out",
+            str(tmp_path / "cli"),
+            "--epochs",
+            "2",
+            "--device",
+            "cpu",
+            "--set",
+            "train.batch_size=64",
+            "--set",
+            "kd.candidates=12",
+            "--set",
+            "kd.teacher_top=4",
+            "--set",
+            "amsc.knn_k=3",
+        ]
+    )
     assert code == 0
     config = json.loads((tmp_path / "cli" / "config.json").read_text())
     assert config["kd"]["loss"] == "kl" and config["objective"] == "kl_kd"

@@ -14,8 +14,10 @@ def naive_metrics(scores, target_sets, mask_sets, ks):
     """Per-user loop in float64 with Python sorting: (-score, item id) order."""
     out = {}
     for u, targets in target_sets.items():
-        ranked = sorted((i for i in range(scores.shape[1]) if i not in mask_sets.get(u, set())),
-                        key=lambda i: (-float(scores[u, i]), i))
+        ranked = sorted(
+            (i for i in range(scores.shape[1]) if i not in mask_sets.get(u, set())),
+            key=lambda i: (-float(scores[u, i]), i),
+        )
         for k in ks:
             rel = [1.0 if i in targets else 0.0 for i in ranked[:k]]
             hits = sum(rel)

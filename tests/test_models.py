@@ -261,15 +261,15 @@ def test_freedom_pruned_graph_is_renormalised_subgraph():
     model.on_epoch_start(1, torch.Generator().manual_seed(9))
     dense = model.masked_adj.to_dense().double().numpy()
     n_edges = model.edge_users.numel()
-    kept = (dense[: N_USERS, N_USERS:] != 0).astype(float)  # [U, I] kept edges
+    kept = (dense[:N_USERS, N_USERS:] != 0).astype(float)  # [U, I] kept edges
     assert kept.sum() == int(n_edges * 0.6)
-    full = naive_sym_norm(inputs)[: N_USERS, N_USERS:] != 0
+    full = naive_sym_norm(inputs)[:N_USERS, N_USERS:] != 0
     assert np.all(full[kept > 0])  # only train edges survive
     deg_u, deg_i = kept.sum(1) + 1e-7, kept.sum(0) + 1e-7
     expected = kept / np.sqrt(deg_u)[:, None] / np.sqrt(deg_i)[None, :]
-    np.testing.assert_allclose(dense[: N_USERS, N_USERS:], expected, atol=1e-6)
+    np.testing.assert_allclose(dense[:N_USERS, N_USERS:], expected, atol=1e-6)
     np.testing.assert_allclose(dense, dense.T, atol=0)
-    assert np.all(dense[: N_USERS, : N_USERS] == 0) and np.all(dense[N_USERS:, N_USERS:] == 0)
+    assert np.all(dense[:N_USERS, :N_USERS] == 0) and np.all(dense[N_USERS:, N_USERS:] == 0)
 
 
 def test_freedom_pruning_is_seeded_and_degree_sensitive():

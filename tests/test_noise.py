@@ -23,8 +23,10 @@ def make_dataset(n_users=200, n_items=120, per_user=12, seed=0, with_features=Fa
     inter["x_label"] = split_per_user(inter["userID"], inter["itemID"], inter["timestamp"], seed=0)
     feats = {}
     if with_features:
-        feats = {"text_feat": rng.normal(size=(n_items, 8)).astype(np.float32),
-                 "image_feat": rng.normal(size=(n_items, 5)).astype(np.float32)}
+        feats = {
+            "text_feat": rng.normal(size=(n_items, 8)).astype(np.float32),
+            "image_feat": rng.normal(size=(n_items, 5)).astype(np.float32),
+        }
     return Dataset("toy", n_users, n_items, inter, meta={"source": "test"}, **feats)
 
 
@@ -37,7 +39,7 @@ def test_counts_labels_and_train_only(mode):
     ds = make_dataset()
     n_train = int((ds.inter["x_label"] == 0).sum())
     out = inject_noise(ds, 0.3, seed=1, mode=mode)
-    new = out.inter.iloc[len(ds.inter):]
+    new = out.inter.iloc[len(ds.inter) :]
     assert len(new) == round(0.3 * n_train) == out.meta["noise"]["n_noise"]
     assert (new["is_noise"] == 1).all() and (new["x_label"] == 0).all()
     old = out.inter.iloc[: len(ds.inter)]
@@ -53,7 +55,7 @@ def test_no_duplicates_and_no_existing_positives():
     out = inject_noise(ds, 0.5, seed=2)
     keys = pair_keys(out.inter, ds.n_items)
     assert len(np.unique(keys)) == len(keys)
-    new_keys = pair_keys(out.inter.iloc[len(ds.inter):], ds.n_items)
+    new_keys = pair_keys(out.inter.iloc[len(ds.inter) :], ds.n_items)
     assert not np.isin(new_keys, pair_keys(ds.inter, ds.n_items)).any()
 
 
@@ -62,7 +64,7 @@ def test_noise_rows_look_like_their_user():
     out = inject_noise(ds, 0.3, seed=3)
     train = ds.inter[ds.inter["x_label"] == 0]
     window = train.groupby("userID")["timestamp"].agg(["min", "max"])
-    new = out.inter.iloc[len(ds.inter):]
+    new = out.inter.iloc[len(ds.inter) :]
     low, high = window["min"].reindex(new["userID"]).to_numpy(), window["max"].reindex(new["userID"]).to_numpy()
     assert ((new["timestamp"].to_numpy() >= low) & (new["timestamp"].to_numpy() <= high)).all()
     assert set(new["rating"]) <= set(train["rating"])
@@ -74,7 +76,7 @@ def test_popular_mode_follows_train_popularity():
     train = ds.inter[ds.inter["x_label"] == 0]
     popularity = np.bincount(train["itemID"], minlength=ds.n_items)
     activity = np.bincount(train["userID"], minlength=ds.n_users)
-    new = inject_noise(ds, 0.3, seed=4).inter.iloc[len(ds.inter):]
+    new = inject_noise(ds, 0.3, seed=4).inter.iloc[len(ds.inter) :]
     assert spearmanr(np.bincount(new["itemID"], minlength=ds.n_items), popularity)[0] > 0.6
     assert spearmanr(np.bincount(new["userID"], minlength=ds.n_users), activity)[0] > 0.5
 
@@ -83,7 +85,7 @@ def test_uniform_mode_ignores_popularity():
     ds = make_dataset(n_users=400)
     train = ds.inter[ds.inter["x_label"] == 0]
     popularity = np.bincount(train["itemID"], minlength=ds.n_items)
-    new = inject_noise(ds, 0.3, seed=4, mode="uniform").inter.iloc[len(ds.inter):]
+    new = inject_noise(ds, 0.3, seed=4, mode="uniform").inter.iloc[len(ds.inter) :]
     counts = np.bincount(new["itemID"], minlength=ds.n_items)
     # popular items have fewer free users, so rejection makes the correlation slightly negative
     assert spearmanr(counts, popularity)[0] < 0.2
@@ -114,8 +116,10 @@ def test_existing_labels_are_kept_when_noise_is_added_twice():
     assert len(np.unique(keys)) == len(keys)
 
 
-@pytest.mark.parametrize("ratio, mode, match", [(0.1, "exposure", "unknown mode"), (-0.1, "popular", "ratio"),
-                                                (50.0, "popular", "too large")])
+@pytest.mark.parametrize(
+    "ratio, mode, match",
+    [(0.1, "exposure", "unknown mode"), (-0.1, "popular", "ratio"), (50.0, "popular", "too large")],
+)
 def test_bad_arguments(ratio, mode, match):
     with pytest.raises(ValueError, match=match):
         inject_noise(make_dataset(n_users=30, n_items=20), ratio, seed=0, mode=mode)

@@ -29,8 +29,9 @@ def test_adam_matches_the_update_rule(weight_decay):
     for g in grads:
         param.grad = torch.tensor(g, dtype=torch.float32)
         opt.step()
-    np.testing.assert_allclose(param.detach().double().numpy(), reference_adam(start, grads, 0.01, weight_decay),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        param.detach().double().numpy(), reference_adam(start, grads, 0.01, weight_decay), atol=1e-5
+    )
 
 
 def test_adam_falls_back_where_no_fused_kernel_exists(monkeypatch):

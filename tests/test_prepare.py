@@ -63,8 +63,14 @@ def test_reindex_follows_first_appearance_like_mmrec():
 
 
 def test_missing_fields_and_duplicates_are_dropped_repeats_at_another_time_kept():
-    frame = pd.DataFrame({"user": ["a", "a", "a", None, "b"], "item": ["x", "x", "x", "y", "y"],
-                          "rating": [5.0] * 5, "timestamp": [1, 1, 2, 3, None]})
+    frame = pd.DataFrame(
+        {
+            "user": ["a", "a", "a", None, "b"],
+            "item": ["x", "x", "x", "y", "y"],
+            "rating": [5.0] * 5,
+            "timestamp": [1, 1, 2, 3, None],
+        }
+    )
     clean, n_missing, n_duplicate = drop_missing_and_duplicates(frame)
     assert (n_missing, n_duplicate) == (2, 1)
     assert clean[["user", "item", "timestamp"]].values.tolist() == [["a", "x", 1], ["a", "x", 2]]
@@ -182,9 +188,15 @@ def _resources(tmp_path: Path, name: str, files: list[Path], images: dict[str, P
 
 
 def test_prepare_amazon_writes_a_loadable_folder_with_content_and_provenance(tmp_path, capsys):
-    resources = _resources(tmp_path, "baby", [AMAZON / "ratings_Baby.csv", AMAZON / "meta_Baby.json.gz"],
-                           {"images/B000000001.jpg": FIXTURES / "images/I/item1.jpg",
-                            "images/B000000003.png": FIXTURES / "images/I/item3.png"})
+    resources = _resources(
+        tmp_path,
+        "baby",
+        [AMAZON / "ratings_Baby.csv", AMAZON / "meta_Baby.json.gz"],
+        {
+            "images/B000000001.jpg": FIXTURES / "images/I/item1.jpg",
+            "images/B000000003.png": FIXTURES / "images/I/item3.png",
+        },
+    )
     out = tmp_path / "data/baby"
     assert main(["data", "prepare", "baby", "--resources", str(resources), "--out", str(out), "--seed", "3"]) == 0
     printed = capsys.readouterr().out
@@ -192,7 +204,14 @@ def test_prepare_amazon_writes_a_loadable_folder_with_content_and_provenance(tmp
     ds = load_dataset(out)
     assert (ds.n_users, ds.n_items, len(ds.inter)) == (6, 6, 31)
     items = pd.read_csv(out / "i_id_mapping.csv", sep="\t", dtype={"asin": str})
-    assert items.columns.tolist() == ["asin", "itemID"] and items["asin"].tolist() == [P[1], P[2], P[3], P[4], P[5], P[0]]
+    assert items.columns.tolist() == ["asin", "itemID"] and items["asin"].tolist() == [
+        P[1],
+        P[2],
+        P[3],
+        P[4],
+        P[5],
+        P[0],
+    ]
     users = pd.read_csv(out / "u_id_mapping.csv", sep="\t")
     assert users.columns.tolist() == ["user_id", "userID"] and users["user_id"].tolist() == U[:6]
     content = pd.read_csv(out / "item_content.csv", keep_default_na=False)
@@ -212,15 +231,30 @@ def test_the_split_depends_on_the_seed_only(tmp_path):
     resources = _resources(tmp_path, "baby", [AMAZON / "ratings_Baby.csv", AMAZON / "meta_Baby.json.gz"])
     labels = {}
     for run, seed in (("a", 0), ("b", 0), ("c", 1)):
-        main(["data", "prepare", "baby", "--resources", str(resources), "--out", str(tmp_path / run), "--seed", str(seed)])
+        main(
+            [
+                "data",
+                "prepare",
+                "baby",
+                "--resources",
+                str(resources),
+                "--out",
+                str(tmp_path / run),
+                "--seed",
+                str(seed),
+            ]
+        )
         labels[run] = pd.read_csv(tmp_path / run / "baby.inter", sep="\t")["x_label"].tolist()
     assert labels["a"] == labels["b"] and labels["a"] != labels["c"]
 
 
 def test_prepare_microlens_uses_titles_and_covers(tmp_path):
-    resources = _resources(tmp_path, "microlens",
-                           [MICROLENS / "MicroLens-100k_pairs.csv", MICROLENS / "MicroLens-100k_title_en.csv"],
-                           {f"covers/{n}.jpg": MICROLENS / f"MicroLens-100k_covers/{n}.jpg" for n in (101, 102)})
+    resources = _resources(
+        tmp_path,
+        "microlens",
+        [MICROLENS / "MicroLens-100k_pairs.csv", MICROLENS / "MicroLens-100k_title_en.csv"],
+        {f"covers/{n}.jpg": MICROLENS / f"MicroLens-100k_covers/{n}.jpg" for n in (101, 102)},
+    )
     out = tmp_path / "data/microlens"
     assert main(["data", "prepare", "microlens", "--resources", str(resources), "--out", str(out)]) == 0
     ds = load_dataset(out)
@@ -229,8 +263,14 @@ def test_prepare_microlens_uses_titles_and_covers(tmp_path):
     content = pd.read_csv(out / "item_content.csv", keep_default_na=False)
     ids = pd.read_csv(out / "i_id_mapping.csv", sep="\t", dtype={"asin": str})["asin"].tolist()
     assert ids == ["102", "103", "104", "105", "106", "101"]
-    assert content["text"].tolist() == ["plain title two", 'title "quoted" three', "four, unquoted comma", "five", "",
-                                        "A cat video, with a comma"]
+    assert content["text"].tolist() == [
+        "plain title two",
+        'title "quoted" three',
+        "four, unquoted comma",
+        "five",
+        "",
+        "A cat video, with a comma",
+    ]
     assert content["image"].tolist() == ["images/102.jpg", "", "", "", "", "images/101.jpg"]
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["content"]["items_without_title"] == [4]
@@ -238,7 +278,9 @@ def test_prepare_microlens_uses_titles_and_covers(tmp_path):
 
 def test_missing_inputs_say_how_to_get_them(tmp_path, caplog):
     (tmp_path / "resources/baby").mkdir(parents=True)
-    assert main(["data", "prepare", "baby", "--resources", str(tmp_path / "resources"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["data", "prepare", "baby", "--resources", str(tmp_path / "resources"), "--out", str(tmp_path / "o")]) == 2
+    )
     assert "ratings_Baby.csv" in caplog.text and "guider data download baby" in caplog.text
     assert not (tmp_path / "o").exists()
 

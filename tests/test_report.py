@@ -29,22 +29,48 @@ BUMP = np.random.default_rng(7).uniform(-0.004, 0.012, size=40)  # per-user GUID
 
 
 # --- fabrication ---------------------------------------------------------------------
-def write_run(root: Path, dataset: str, data: str, backbone: str, method: str, seed: int, test: dict[str, float],
-              per_user: pd.DataFrame | None = None, epochs: int = 4, detect: dict | None = None) -> Path:
+def write_run(
+    root: Path,
+    dataset: str,
+    data: str,
+    backbone: str,
+    method: str,
+    seed: int,
+    test: dict[str, float],
+    per_user: pd.DataFrame | None = None,
+    epochs: int = 4,
+    detect: dict | None = None,
+) -> Path:
     variant, denoise, _ = METHODS[method]
     run_dir = root / dataset / data / backbone / method / f"seed{seed}"
     run_dir.mkdir(parents=True)
-    metrics = {"dataset": dataset, "backbone": backbone, "variant": variant, "denoise": denoise, "seed": seed,
-               "best_epoch": epochs - 1, "epochs_run": epochs, "valid": {k: v * 1.1 for k, v in test.items()},
-               "test": test, "train_seconds": 2.0 * epochs, "seconds_per_epoch": 2.0, "device": "cpu",
-               "versions": {"guider": "0.1.0"}}
+    metrics = {
+        "dataset": dataset,
+        "backbone": backbone,
+        "variant": variant,
+        "denoise": denoise,
+        "seed": seed,
+        "best_epoch": epochs - 1,
+        "epochs_run": epochs,
+        "valid": {k: v * 1.1 for k, v in test.items()},
+        "test": test,
+        "train_seconds": 2.0 * epochs,
+        "seconds_per_epoch": 2.0,
+        "device": "cpu",
+        "versions": {"guider": "0.1.0"},
+    }
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
     (run_dir / "config.json").write_text(json.dumps({"backbone": backbone, "variant": variant, "denoise": denoise}))
     if per_user is None:
         per_user = pd.DataFrame({"userID": range(3), **{k: [v] * 3 for k, v in test.items()}})
     per_user.to_csv(run_dir / "per_user_test.csv", index=False)
-    log = pd.DataFrame({"epoch": range(epochs), "train_loss": np.linspace(0.7, 0.3, epochs),
-                        "valid_recall@20": np.linspace(0.01, test.get("recall@20", 0.05), epochs)})
+    log = pd.DataFrame(
+        {
+            "epoch": range(epochs),
+            "train_loss": np.linspace(0.7, 0.3, epochs),
+            "valid_recall@20": np.linspace(0.01, test.get("recall@20", 0.05), epochs),
+        }
+    )
     log.to_csv(run_dir / "log.csv", index=False)
     if detect is not None:
         (run_dir / "denoise.json").write_text(json.dumps(detect))
@@ -75,20 +101,49 @@ def make_study(tmp_path: Path):
             r20 = level * (1 + lift[method]) + 0.001 * seed
             users = np.arange(40)
             bump = BUMP if method == "paper" else 0.0
-            per_user = pd.DataFrame({"userID": users, **{k: v + 0.002 * (users - 19.5) + bump for k, v in metric_values(r20).items()}})
-            paths.append(write_run(tmp_path / "runs", dataset, "base", backbone, method, seed, metric_values(r20), per_user))
-    for ratio, backbone, method, seed in itertools.product([0.1, 0.3], ["bpr", "lightgcn"], ["none", "paper"], range(3)):
+            per_user = pd.DataFrame(
+                {"userID": users, **{k: v + 0.002 * (users - 19.5) + bump for k, v in metric_values(r20).items()}}
+            )
+            paths.append(
+                write_run(tmp_path / "runs", dataset, "base", backbone, method, seed, metric_values(r20), per_user)
+            )
+    for ratio, backbone, method, seed in itertools.product(
+        [0.1, 0.3], ["bpr", "lightgcn"], ["none", "paper"], range(3)
+    ):
         r20 = base[("baby", backbone)] * (1 - ratio) * (1 + lift[method]) + 0.001 * seed
-        detect = {"detector": "amsc", "false_ratio": 0.12, "injected_noise": {
-            "precision": 0.3 + ratio, "recall": 0.5 - ratio / 2 + 0.01 * seed, "f1": 0.4, "lift": None}} if method == "paper" else None
-        paths.append(write_run(tmp_path / "runs", "baby", data_name(ratio), backbone, method, seed, metric_values(r20), detect=detect))
+        detect = (
+            {
+                "detector": "amsc",
+                "false_ratio": 0.12,
+                "injected_noise": {
+                    "precision": 0.3 + ratio,
+                    "recall": 0.5 - ratio / 2 + 0.01 * seed,
+                    "f1": 0.4,
+                    "lift": None,
+                },
+            }
+            if method == "paper"
+            else None
+        )
+        paths.append(
+            write_run(
+                tmp_path / "runs", "baby", data_name(ratio), backbone, method, seed, metric_values(r20), detect=detect
+            )
+        )
     return collect_runs(paths), paths
 
 
 # --- runs ----------------------------------------------------------------------------
 def test_parse_run_path_and_noise_names():
     key = parse_run_path("results/runs/baby/noise0.2/lightgcn/paper/seed3/metrics.json")
-    assert (key.dataset, key.data, key.backbone, key.method, key.seed, key.noise_ratio) == ("baby", "noise0.2", "lightgcn", "paper", 3, 0.2)
+    assert (key.dataset, key.data, key.backbone, key.method, key.seed, key.noise_ratio) == (
+        "baby",
+        "noise0.2",
+        "lightgcn",
+        "paper",
+        3,
+        0.2,
+    )
     assert noise_ratio("base") == 0.0 and data_name(0.0) == "base"
     for ratio in (0.1, 0.2, 0.3, 0.5, 1.0):
         assert noise_ratio(data_name(ratio)) == ratio
@@ -110,7 +165,9 @@ def test_method_labels_round_trip():
 def test_collect_runs_one_row_per_run(study):
     runs, paths = study
     assert len(runs) == len(paths) == 4 * 2 * 3 + 2 * 2 * 3 + 2 * 2 * 2 * 3
-    row = runs[(runs.dataset == "sports") & (runs.backbone == "lightgcn") & (runs.method == "paper") & (runs.seed == 2)].iloc[0]
+    row = runs[
+        (runs.dataset == "sports") & (runs.backbone == "lightgcn") & (runs.method == "paper") & (runs.seed == 2)
+    ].iloc[0]
     assert row["test.recall@20"] == pytest.approx(0.08 * 1.1 + 0.002)
     assert row["valid.recall@20"] == pytest.approx((0.08 * 1.1 + 0.002) * 1.1)
     assert (row["variant"], row["denoise"], row["data"], row["noise_ratio"]) == ("paper", "none", "base", 0.0)
@@ -118,7 +175,9 @@ def test_collect_runs_one_row_per_run(study):
     assert (tce["variant"], tce["denoise"]) == ("none", "tce")
     noisy = runs[(runs.data == "noise0.3") & (runs.method == "paper") & (runs.seed == 1)].iloc[0]
     assert noisy["noise_ratio"] == 0.3 and noisy["detect.injected_noise.recall"] == pytest.approx(0.5 - 0.15 + 0.01)
-    assert noisy["detect.false_ratio"] == 0.12 and "detect.injected_noise.lift" not in runs.columns  # None: not a number
+    assert (
+        noisy["detect.false_ratio"] == 0.12 and "detect.injected_noise.lift" not in runs.columns
+    )  # None: not a number
     assert math.isnan(runs[(runs.data == "noise0.3") & (runs.method == "none")].iloc[0]["detect.injected_noise.recall"])
 
 
@@ -150,14 +209,22 @@ def test_collect_curves_keys_every_epoch(study):
     runs, _ = study
     curves = collect_curves(runs)
     assert len(curves) == 4 * len(runs)
-    one = curves[(curves.dataset == "baby") & (curves.backbone == "bpr") & (curves.method == "paper") & (curves.seed == 0) & (curves.data == "base")]
+    one = curves[
+        (curves.dataset == "baby")
+        & (curves.backbone == "bpr")
+        & (curves.method == "paper")
+        & (curves.seed == 0)
+        & (curves.data == "base")
+    ]
     assert one["epoch"].tolist() == [0, 1, 2, 3]
     assert one["valid_recall@20"].iloc[-1] == pytest.approx(0.05 * 1.1)
 
 
 # --- stats ---------------------------------------------------------------------------
 def test_mean_std_is_the_sample_std():
-    assert stats.mean_std([1.0, 2.0, 4.0]) == pytest.approx((7 / 3, math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 2)))
+    assert stats.mean_std([1.0, 2.0, 4.0]) == pytest.approx(
+        (7 / 3, math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 2))
+    )
     assert stats.mean_std([0.3]) == (0.3, 0.0)
     with pytest.raises(ValueError):
         stats.mean_std([])
@@ -258,7 +325,8 @@ def test_ablation_table_rows_and_bold(study):
     table = tables.ablation_table(runs, ["recall@20", "ndcg@20"])
     assert table.groups == ["baby"]
     assert [(r.block, r.label) for r in table.rows] == [
-        (b, m) for b in ("BPR", "LightGCN") for m in ("plain", "GUIDER", "w/o AMSC", "T-CE")]
+        (b, m) for b in ("BPR", "LightGCN") for m in ("plain", "GUIDER", "w/o AMSC", "T-CE")
+    ]
     r20 = [r.cells[0].mean for r in table.rows[:4]]
     assert r20 == pytest.approx([0.05 * (1 + x) + 0.001 for x in (0.0, 0.1, 0.05, 0.02)])
     assert [r.cells[0].bold for r in table.rows] == [False, True, False, False] * 2
@@ -267,8 +335,12 @@ def test_ablation_table_rows_and_bold(study):
 
 
 def test_tables_follow_the_paper_order_and_skip_unablated_backbones(tmp_path):
-    paths = [write_run(tmp_path, d, "base", b, m, 0, metric_values(0.05))
-             for d in ("sports", "baby") for b in ("bm3", "lightgcn", "bpr") for m in ("none", "paper")]
+    paths = [
+        write_run(tmp_path, d, "base", b, m, 0, metric_values(0.05))
+        for d in ("sports", "baby")
+        for b in ("bm3", "lightgcn", "bpr")
+        for m in ("none", "paper")
+    ]
     paths += [write_run(tmp_path, "baby", "base", "lightgcn", "tce", 0, metric_values(0.05))]
     runs = collect_runs(paths)
     table, _ = tables.main_table(runs, ["recall@20"])
@@ -316,11 +388,13 @@ def test_headline_metrics_and_noise_curve(study):
 @pytest.mark.parametrize("kind", ["comparison", "noise", "ablation", "curves", "detection"])
 def test_every_figure_is_written_as_pdf_and_png(study, tmp_path, kind):
     runs, _ = study
-    draw = {"comparison": lambda: figures.comparison_bars(runs, "recall@20"),
-            "noise": lambda: figures.noise_curves(runs, "recall@20"),
-            "ablation": lambda: figures.ablation_bars(runs, "recall@20"),
-            "curves": lambda: figures.training_curves(collect_curves(runs), "recall@20"),
-            "detection": lambda: figures.detection_quality(runs)}[kind]
+    draw = {
+        "comparison": lambda: figures.comparison_bars(runs, "recall@20"),
+        "noise": lambda: figures.noise_curves(runs, "recall@20"),
+        "ablation": lambda: figures.ablation_bars(runs, "recall@20"),
+        "curves": lambda: figures.training_curves(collect_curves(runs), "recall@20"),
+        "detection": lambda: figures.detection_quality(runs),
+    }[kind]
     first = figures.save_figure(draw(), tmp_path / "a" / kind)
     second = figures.save_figure(draw(), tmp_path / "b" / kind)
     assert [p.suffix for p in first] == [".pdf", ".png"]
@@ -354,22 +428,87 @@ def test_figures_refuse_missing_studies(study):
 def test_report_cli_end_to_end(study, tmp_path):
     _, paths = study
     out = tmp_path / "out"
-    assert cli_main(["report", "collect", "--metrics", *map(str, paths), "--out", str(out / "runs.csv"),
-                     "--curves", str(out / "curves.csv")]) == 0
+    assert (
+        cli_main(
+            [
+                "report",
+                "collect",
+                "--metrics",
+                *map(str, paths),
+                "--out",
+                str(out / "runs.csv"),
+                "--curves",
+                str(out / "curves.csv"),
+            ]
+        )
+        == 0
+    )
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == len(paths) and (out / "curves.csv").exists()
     assert cli_main(["report", "table", "main", "--runs", str(out / "runs.csv"), "--out", str(out / "main")]) == 0
-    assert cli_main(["report", "table", "ablation", "--runs", str(out / "runs.csv"), "--out", str(out / "ablation"),
-                     "--metrics", "recall@20"]) == 0
+    assert (
+        cli_main(
+            [
+                "report",
+                "table",
+                "ablation",
+                "--runs",
+                str(out / "runs.csv"),
+                "--out",
+                str(out / "ablation"),
+                "--metrics",
+                "recall@20",
+            ]
+        )
+        == 0
+    )
     for name in ("main.md", "main.tex", "main_significance.csv", "ablation.md", "ablation.tex"):
         assert (out / name).stat().st_size > 0
-    assert cli_main(["report", "figure", "curves", "--runs", str(out / "runs.csv"), "--curves", str(out / "curves.csv"),
-                     "--out", str(out / "curves")]) == 0
+    assert (
+        cli_main(
+            [
+                "report",
+                "figure",
+                "curves",
+                "--runs",
+                str(out / "runs.csv"),
+                "--curves",
+                str(out / "curves.csv"),
+                "--out",
+                str(out / "curves"),
+            ]
+        )
+        == 0
+    )
     assert (out / "curves.png").exists() and (out / "curves.pdf").exists()
-    assert cli_main(["report", "summary", "--runs", str(out / "runs.csv"), "--metrics-out", str(out / "metrics.json"),
-                     "--noise-out", str(out / "noise.csv")]) == 0
+    assert (
+        cli_main(
+            [
+                "report",
+                "summary",
+                "--runs",
+                str(out / "runs.csv"),
+                "--metrics-out",
+                str(out / "metrics.json"),
+                "--noise-out",
+                str(out / "noise.csv"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "metrics.json").read_text())["n_runs"] == len(paths)
     # errors are reported, not raised: exit code 2
     assert cli_main(["report", "figure", "curves", "--runs", str(out / "runs.csv"), "--out", str(out / "x")]) == 2
-    assert cli_main(["report", "collect", "--metrics", str(tmp_path / "nope/base/bpr/none/seed0/metrics.json"),
-                     "--out", str(out / "r.csv")]) == 2
+    assert (
+        cli_main(
+            [
+                "report",
+                "collect",
+                "--metrics",
+                str(tmp_path / "nope/base/bpr/none/seed0/metrics.json"),
+                "--out",
+                str(out / "r.csv"),
+            ]
+        )
+        == 2
+    )

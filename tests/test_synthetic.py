@@ -61,7 +61,9 @@ def test_noise_only_in_train(noisy):
     assert (noise["x_label"] == 0).all()
     assert not inter.duplicated(["userID", "itemID"]).any()
     meta = json.loads((noisy / "dataset.json").read_text())
-    assert meta["noise"]["ratio"] == 0.2 and meta["noise"]["mode"] == "popular" and meta["noise"]["n_noise"] == len(noise)
+    assert (
+        meta["noise"]["ratio"] == 0.2 and meta["noise"]["mode"] == "popular" and meta["noise"]["n_noise"] == len(noise)
+    )
 
 
 def test_item_content_and_images(noisy):
@@ -94,8 +96,14 @@ def test_misaligned_images_show_another_category(noisy):
 
 
 def attribute_codes(attributes: pd.DataFrame) -> list[dict]:
-    vocab = {"category": [c.noun for c in CATEGORIES], "colour": list(COLOURS), "pattern": None,
-             "material": list(MATERIALS), "style": list(STYLES), "brand": list(BRANDS)}
+    vocab = {
+        "category": [c.noun for c in CATEGORIES],
+        "colour": list(COLOURS),
+        "pattern": None,
+        "material": list(MATERIALS),
+        "style": list(STYLES),
+        "brand": list(BRANDS),
+    }
     from guider.data.synthetic_vocab import PATTERNS
 
     vocab["pattern"] = list(PATTERNS)
@@ -119,8 +127,11 @@ def test_same_seed_same_dataset(tmp_path):
 
 def test_noise_leaves_the_clean_data_unchanged(tmp_path):
     clean = load_dataset(syn.make_synthetic(tmp_path / "clean", seed=2, encode=False, users=60, items=40)).inter
-    noisy = load_dataset(syn.make_synthetic(tmp_path / "noisy", seed=2, encode=False, users=60, items=40,
-                                            noise_ratio=0.3, noise_mode="uniform")).inter
+    noisy = load_dataset(
+        syn.make_synthetic(
+            tmp_path / "noisy", seed=2, encode=False, users=60, items=40, noise_ratio=0.3, noise_mode="uniform"
+        )
+    ).inter
     kept = noisy[noisy["is_noise"] == 0].reset_index(drop=True)
     pd.testing.assert_frame_equal(kept, clean)
 
@@ -134,10 +145,16 @@ def test_output_folder_is_replaced(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]  # no staging folder left behind
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"preset": "huge"}, "unknown synthetic preset"), ({"noise_mode": "bursty"}, "unknown noise mode"),
-    ({"users": 5}, "too small"), ({"misaligned_ratio": 1.5}, "misaligned ratio"), ({"noise_ratio": -1}, "noise ratio"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"preset": "huge"}, "unknown synthetic preset"),
+        ({"noise_mode": "bursty"}, "unknown noise mode"),
+        ({"users": 5}, "too small"),
+        ({"misaligned_ratio": 1.5}, "misaligned ratio"),
+        ({"noise_ratio": -1}, "noise ratio"),
+    ],
+)
 def test_bad_arguments(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         syn.make_synthetic(tmp_path / "x", encode=False, **{"users": 30, "items": 25, **kwargs})
@@ -168,8 +185,25 @@ def recall_at(scores, train, test, k=20):
 
 def test_cli_writes_a_loadable_folder(tmp_path, capsys):
     out = tmp_path / "cli"
-    code = cli_main(["data", "synthetic", "--out", str(out), "--users", "40", "--items", "30",
-                     "--noise-ratio", "0.1", "--noise-mode", "uniform", "--seed", "4", "--no-features"])
+    code = cli_main(
+        [
+            "data",
+            "synthetic",
+            "--out",
+            str(out),
+            "--users",
+            "40",
+            "--items",
+            "30",
+            "--noise-ratio",
+            "0.1",
+            "--noise-mode",
+            "uniform",
+            "--seed",
+            "4",
+            "--no-features",
+        ]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     ds = load_dataset(out)

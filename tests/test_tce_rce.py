@@ -87,8 +87,9 @@ def test_rce_with_beta_zero_is_plain_training(setup):
     assert float(loss) == pytest.approx(float(model.loss(batch.users, batch.pos, batch.neg)), rel=1e-6)
 
 
-@pytest.mark.parametrize("bad", [{"tce": {"max_rate": 1.0}}, {"tce": {"ramp_epochs": -1}}, {"rce": {"beta": -0.1}},
-                                 {"tce": {"rate": 0.1}}])
+@pytest.mark.parametrize(
+    "bad", [{"tce": {"max_rate": 1.0}}, {"tce": {"ramp_epochs": -1}}, {"rce": {"beta": -0.1}}, {"tce": {"rate": 0.1}}]
+)
 def test_bad_settings_are_rejected(setup, bad):
     ds, inputs, model, _ = setup
     cls = TruncatedLoss if "tce" in bad else ReweightedLoss
@@ -99,7 +100,15 @@ def test_bad_settings_are_rejected(setup, bad):
 @pytest.mark.parametrize("denoise", ["tce", "rce"])
 def test_trains_through_the_cli_path(tmp_path, denoise):
     folder = save_dataset(inject_noise(make_dataset(), 0.2, seed=0), tmp_path / "d")
-    metrics = train(folder, tmp_path / "r", "freedom", denoise=denoise, device="cpu", progress=False, epochs=2,
-                    sets=("train.batch_size=64",))
+    metrics = train(
+        folder,
+        tmp_path / "r",
+        "freedom",
+        denoise=denoise,
+        device="cpu",
+        progress=False,
+        epochs=2,
+        sets=("train.batch_size=64",),
+    )
     assert metrics["denoise"] == denoise and metrics["epochs_run"] == 2
     assert 0.0 <= metrics["test"]["recall@20"] <= 1.0

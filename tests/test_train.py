@@ -23,8 +23,20 @@ def test_outputs_and_metrics_json(tiny_folder, tmp_path):
         assert (tmp_path / "r" / name).exists()
     saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert saved["test"] == metrics["test"] and set(saved["test"]) == METRIC_KEYS
-    assert {"dataset", "backbone", "variant", "seed", "best_epoch", "epochs_run", "valid", "test", "train_seconds",
-            "seconds_per_epoch", "device", "versions"} <= set(saved)
+    assert {
+        "dataset",
+        "backbone",
+        "variant",
+        "seed",
+        "best_epoch",
+        "epochs_run",
+        "valid",
+        "test",
+        "train_seconds",
+        "seconds_per_epoch",
+        "device",
+        "versions",
+    } <= set(saved)
     log = pd.read_csv(tmp_path / "r" / "log.csv")
     assert list(log["epoch"]) == [0, 1, 2, 3] and log["train_loss"].notna().all()
     per_user = pd.read_csv(tmp_path / "r" / "per_user_test.csv")
@@ -39,8 +51,13 @@ def test_same_seed_identical_metrics(tiny_folder, tmp_path):
     b = run(tiny_folder, tmp_path / "b", backbone="freedom", seed=3)
     c = run(tiny_folder, tmp_path / "c", backbone="freedom", seed=4)
     assert a["test"] == b["test"]
-    assert pd.read_csv(tmp_path / "a" / "log.csv")["train_loss"].equals(pd.read_csv(tmp_path / "b" / "log.csv")["train_loss"])
-    assert pd.read_csv(tmp_path / "a" / "log.csv")["train_loss"].tolist() != pd.read_csv(tmp_path / "c" / "log.csv")["train_loss"].tolist()
+    assert pd.read_csv(tmp_path / "a" / "log.csv")["train_loss"].equals(
+        pd.read_csv(tmp_path / "b" / "log.csv")["train_loss"]
+    )
+    assert (
+        pd.read_csv(tmp_path / "a" / "log.csv")["train_loss"].tolist()
+        != pd.read_csv(tmp_path / "c" / "log.csv")["train_loss"].tolist()
+    )
 
 
 def test_resume_after_interruption_matches_uninterrupted(tiny_folder, tmp_path, monkeypatch):
@@ -79,8 +96,9 @@ def test_early_stopping_uses_patience(tiny_folder, tmp_path):
 
 def test_nan_loss_stops_with_clear_error(tiny_folder, tmp_path):
     with pytest.raises(FloatingPointError, match=r"training loss is (nan|inf) at epoch 0, batch 0"):
-        train(tiny_folder, tmp_path / "r", "bpr", device="cpu", progress=False, epochs=2,
-              sets=("model.reg_weight=nan",))
+        train(
+            tiny_folder, tmp_path / "r", "bpr", device="cpu", progress=False, epochs=2, sets=("model.reg_weight=nan",)
+        )
 
 
 def test_pop_is_evaluated_without_training(tiny_folder, tmp_path):
@@ -102,12 +120,40 @@ def test_config_errors():
 
 
 def test_cli_train_and_bad_device(tiny_folder, tmp_path, capsys):
-    code = cli(["train", "--data", str(tiny_folder), "--backbone", "bpr", "--out", str(tmp_path / "r"),
-                "--epochs", "1", "--no-progress", "--set", "train.batch_size=128"])
+    code = cli(
+        [
+            "train",
+            "--data",
+            str(tiny_folder),
+            "--backbone",
+            "bpr",
+            "--out",
+            str(tmp_path / "r"),
+            "--epochs",
+            "1",
+            "--no-progress",
+            "--set",
+            "train.batch_size=128",
+        ]
+    )
     assert code == 0 and '"backbone": "bpr"' in capsys.readouterr().out
     if not torch.cuda.is_available():
-        assert cli(["train", "--data", str(tiny_folder), "--backbone", "bpr", "--out", str(tmp_path / "g"),
-                    "--device", "cuda"]) == 2
+        assert (
+            cli(
+                [
+                    "train",
+                    "--data",
+                    str(tiny_folder),
+                    "--backbone",
+                    "bpr",
+                    "--out",
+                    str(tmp_path / "g"),
+                    "--device",
+                    "cuda",
+                ]
+            )
+            == 2
+        )
 
 
 def test_negatives_are_sampled_only_when_something_reads_them(tmp_path, monkeypatch):

@@ -28,8 +28,14 @@ CONFIGS = {name: ROOT / "config" / f"{name}.yaml" for name in ("config", "demo",
 def snakemake(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run snakemake on the repository's Snakefile; the job's `guider` is the one of this interpreter."""
     full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
-    return subprocess.run([str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -52,21 +58,46 @@ def expected_counts(config: dict) -> dict[str, int]:
     seeds = config["seeds"]
     runs = {(d, 0.0, b, m) for d in datasets for b in config["backbones"] for m in config["variants"]}
     ablation = config.get("ablation", {})
-    runs |= {(d, 0.0, b, m) for d in ablation.get("datasets", []) for b in ablation.get("backbones", [])
-             for m in ablation.get("methods", [])}
+    runs |= {
+        (d, 0.0, b, m)
+        for d in ablation.get("datasets", [])
+        for b in ablation.get("backbones", [])
+        for m in ablation.get("methods", [])
+    }
     noise = config.get("noise", {})
     ratios = noise.get("ratios", [0.0, 0.1, 0.2, 0.3, 0.5])
-    runs |= {(d, float(r), b, m) for d in noise.get("datasets", []) for b in noise.get("backbones", [])
-             for m in noise.get("methods", ["none", "paper"]) for r in ratios}
+    runs |= {
+        (d, float(r), b, m)
+        for d in noise.get("datasets", [])
+        for b in noise.get("backbones", [])
+        for m in noise.get("methods", ["none", "paper"])
+        for r in ratios
+    }
     downloads = [d for d, spec in datasets.items() if spec["source"] == "download"]
     synthetic = [d for d, spec in datasets.items() if spec["source"] == "synthetic"]
     noisy = {(d, r) for d in noise.get("datasets", []) for r in ratios if r > 0}
     counts = {f"download_{d}": 1 for d in downloads}
-    counts.update({"prepare": len(downloads), "synthetic": len(synthetic), "text_features": len(datasets),
-                   "image_features": len(datasets), "inject_noise": len(noisy), "train": len(runs) * len(seeds)})
+    counts.update(
+        {
+            "prepare": len(downloads),
+            "synthetic": len(synthetic),
+            "text_features": len(datasets),
+            "image_features": len(datasets),
+            "inject_noise": len(noisy),
+            "train": len(runs) * len(seeds),
+        }
+    )
     has_ablation = any(m not in ("none", "paper") for (_, _, _, m) in runs)
-    counts.update({"collect_runs": 1, "main_table": 1, "headline_metrics": 1, "figure_comparison": 1,
-                   "figure_curves": 1, "all": 1})
+    counts.update(
+        {
+            "collect_runs": 1,
+            "main_table": 1,
+            "headline_metrics": 1,
+            "figure_comparison": 1,
+            "figure_curves": 1,
+            "all": 1,
+        }
+    )
     if has_ablation:
         counts.update({"ablation_table": 1, "figure_ablation": 1})
     if noisy:
@@ -116,11 +147,21 @@ def test_paper_config_counts_by_hand():
 
 def test_paper_dry_run_lists_every_stage_and_run(paper_dry_run):
     config = yaml.safe_load(CONFIGS["config"].read_text())
-    for rule in ("download_baby", "prepare", "text_features", "image_features", "inject_noise", "train",
-                 "collect_runs", "main_table", "figure_noise"):
+    for rule in (
+        "download_baby",
+        "prepare",
+        "text_features",
+        "image_features",
+        "inject_noise",
+        "train",
+        "collect_runs",
+        "main_table",
+        "figure_noise",
+    ):
         assert f"rule {rule}:" in paper_dry_run
-    for dataset, backbone, variant, seed in itertools.product(config["datasets"], config["backbones"],
-                                                              config["variants"], config["seeds"]):
+    for dataset, backbone, variant, seed in itertools.product(
+        config["datasets"], config["backbones"], config["variants"], config["seeds"]
+    ):
         assert f"results/runs/{dataset}/base/{backbone}/{variant}/seed{seed}/metrics.json" in paper_dry_run
     assert "results/runs/baby/noise0.5/freedom/paper/seed4/metrics.json" in paper_dry_run
     assert "guider data download baby --resources resources --skip images" in paper_dry_run
@@ -129,7 +170,7 @@ def test_paper_dry_run_lists_every_stage_and_run(paper_dry_run):
 
 def test_train_commands_carry_each_method(paper_dry_run):
     lines = paper_dry_run.splitlines()
-    commands = [line[line.index("guider train"):] for line in lines if "guider train" in line]
+    commands = [line[line.index("guider train") :] for line in lines if "guider train" in line]
     assert len(commands) == 750
     for command in commands:
         out = re.search(r"--out (\S+)", command).group(1)
@@ -187,23 +228,32 @@ def validate_config(change: dict) -> dict:
 
 def test_schema_fills_defaults():
     config = validate_config({"train": {}, "ablation": {}, "noise": {}, "report": {}, "resources": {}})
-    assert config["train"] == {"epochs": None, "patience": None, "device": "auto", "overrides": {}, "backbone_overrides": {}}
+    assert config["train"] == {
+        "epochs": None,
+        "patience": None,
+        "device": "auto",
+        "overrides": {},
+        "backbone_overrides": {},
+    }
     assert config["noise"]["ratios"] == [0.0, 0.1, 0.2, 0.3, 0.5] and config["noise"]["methods"] == ["none", "paper"]
     assert config["resources"]["train"] == {"threads": 1, "mem_mb": 4000, "runtime": 60}
     assert config["datasets"]["tiny"]["features"]["text"]["encoder"] == "all-MiniLM-L6-v2"
     assert config["datasets"]["tiny"]["skip"] == [] and config["report"]["alpha"] == 0.05
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"backbones": []}, "backbones"),
-    ({"seeds": [0, 0]}, "seeds"),
-    ({"variants": ["none", "gold"]}, "gold"),
-    ({"train": {"device": "gpu0"}}, "gpu0"),
-    ({"train": {"overrides": {"lr": 0.1}}}, "lr"),
-    ({"datasets": {"tiny": {"source": "ftp"}}}, "ftp"),
-    ({"report": {"metrics": ["hits@3"]}}, "hits@3"),
-    ({"typo": 1}, "typo"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"backbones": []}, "backbones"),
+        ({"seeds": [0, 0]}, "seeds"),
+        ({"variants": ["none", "gold"]}, "gold"),
+        ({"train": {"device": "gpu0"}}, "gpu0"),
+        ({"train": {"overrides": {"lr": 0.1}}}, "lr"),
+        ({"datasets": {"tiny": {"source": "ftp"}}}, "ftp"),
+        ({"report": {"metrics": ["hits@3"]}}, "hits@3"),
+        ({"typo": 1}, "typo"),
+    ],
+)
 def test_schema_rejects_bad_values(change, message):
     from snakemake.exceptions import WorkflowError
 
@@ -211,11 +261,14 @@ def test_schema_rejects_bad_values(change, message):
         validate_config(change)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"ablation": {"datasets": ["nowhere"], "backbones": ["bpr"], "methods": ["tce"]}}, "nowhere"),
-    ({"noise": {"datasets": ["tiny"], "backbones": ["bpr"], "ratios": [0.0]}}, "at least one ratio > 0"),
-    ({"variants": ["paper"]}, "compares 'paper' with 'none'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"ablation": {"datasets": ["nowhere"], "backbones": ["bpr"], "methods": ["tce"]}}, "nowhere"),
+        ({"noise": {"datasets": ["tiny"], "backbones": ["bpr"], "ratios": [0.0]}}, "at least one ratio > 0"),
+        ({"variants": ["paper"]}, "compares 'paper' with 'none'"),
+    ],
+)
 def test_workflow_rejects_inconsistent_configs(tmp_path, change, message):
     config = yaml.safe_load(CONFIGS["test"].read_text())
     config.update(change)
@@ -227,14 +280,18 @@ def test_workflow_rejects_inconsistent_configs(tmp_path, change, message):
 
 
 # --- GPU scheduling ------------------------------------------------------------------
-@pytest.mark.parametrize("visible, extra, expected", [
-    ("0,1", [], "2 visible GPU(s); GPU jobs at a time: 2"),
-    ("0,1,2,3", ["--resources", "gpu=1"], "4 visible GPU(s); GPU jobs at a time: 1"),
-    ("-1", [], "0 visible GPU(s); GPU jobs at a time: unlimited (CPU)"),
-])
+@pytest.mark.parametrize(
+    "visible, extra, expected",
+    [
+        ("0,1", [], "2 visible GPU(s); GPU jobs at a time: 2"),
+        ("0,1,2,3", ["--resources", "gpu=1"], "4 visible GPU(s); GPU jobs at a time: 1"),
+        ("-1", [], "0 visible GPU(s); GPU jobs at a time: unlimited (CPU)"),
+    ],
+)
 def test_gpu_cap_follows_the_visible_gpus(tmp_path, visible, extra, expected):
-    result = snakemake("-n", "--configfile", str(CONFIGS["test"]), *extra, cwd=tmp_path,
-                       env={"CUDA_VISIBLE_DEVICES": visible})
+    result = snakemake(
+        "-n", "--configfile", str(CONFIGS["test"]), *extra, cwd=tmp_path, env={"CUDA_VISIBLE_DEVICES": visible}
+    )
     assert result.returncode == 0, result.stderr
     assert expected in result.stdout + result.stderr
 
@@ -323,6 +380,10 @@ def test_tiny_config_end_to_end(tmp_path):
     report = snakemake("--report", "results/report.html", "--configfile", config, cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     html = (results / "report.html").read_text()
-    for caption in ("How well AMSC finds the injected noise", "Robustness to injected noise",
-                    "One row per training run", "of every backbone, plain (grey)"):
+    for caption in (
+        "How well AMSC finds the injected noise",
+        "Robustness to injected noise",
+        "One row per training run",
+        "of every backbone, plain (grey)",
+    ):
         assert caption in html

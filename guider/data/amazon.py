@@ -38,8 +38,14 @@ def read_ratings(path: str | Path) -> pd.DataFrame:
     """The raw ratings table (columns user, item, rating, timestamp) in file order; ids stay strings."""
     path = Path(path)
     try:
-        raw = pd.read_csv(path, header=None, names=list(RAW_COLUMNS), dtype={"user": str, "item": str},
-                          keep_default_na=False, na_values=[""])
+        raw = pd.read_csv(
+            path,
+            header=None,
+            names=list(RAW_COLUMNS),
+            dtype={"user": str, "item": str},
+            keep_default_na=False,
+            na_values=[""],
+        )
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise DatasetError(f"{path}: not a headerless user,item,rating,timestamp CSV ({err})") from err
     except pd.errors.EmptyDataError as err:
@@ -56,8 +62,10 @@ def _numeric_column(values: pd.Series, path: Path, column: str) -> pd.Series:
     bad = values.notna() & numbers.isna()
     if bad.any():
         line = int(np.flatnonzero(bad.to_numpy())[0]) + 1
-        raise DatasetError(f"{path}: line {line}: {column} {values[bad].iloc[0]!r} is not a number "
-                           f"({int(bad.sum())} such line(s)); expected user,item,rating,timestamp without a header")
+        raise DatasetError(
+            f"{path}: line {line}: {column} {values[bad].iloc[0]!r} is not a number "
+            f"({int(bad.sum())} such line(s)); expected user,item,rating,timestamp without a header"
+        )
     return numbers
 
 
@@ -129,7 +137,9 @@ def image_urls(spec: DatasetSpec, folder: Path, items: np.ndarray) -> dict[str, 
 
 def prepare(spec: DatasetSpec, folder: Path, *, seed: int, k: int | None = None) -> tuple[Interactions, ItemContent]:
     """(interactions, item texts, item image files or None, content report) from resources/<name>/."""
-    interactions = build_interactions(read_ratings(folder / spec.file("ratings").name), k=spec.k_core if k is None else k, seed=seed)
+    interactions = build_interactions(
+        read_ratings(folder / spec.file("ratings").name), k=spec.k_core if k is None else k, seed=seed
+    )
     items = list(interactions.item_ids)
     meta = read_meta(folder / spec.file("meta").name, keep=set(items))
     texts = [item_sentence(meta.get(asin)) for asin in items]

@@ -50,15 +50,19 @@ class ChecksumLock:
             data = self._read()
             old = data.get(dataset, {}).get(file_name)
             if old and (old["sha256"], old["size"]) != (sha256, int(size)):
-                raise ValueError(f"{self.path}: {dataset}/{file_name} is pinned to sha256 {old['sha256']}, not {sha256}")
+                raise ValueError(
+                    f"{self.path}: {dataset}/{file_name} is pinned to sha256 {old['sha256']}, not {sha256}"
+                )
             if old:
                 return Pin(**old)
             data.setdefault(dataset, {})[file_name] = new.__dict__
             try:
                 write_json(self.path, data)
             except OSError as err:
-                raise RuntimeError(f"{self.path}: cannot write the checksum lock ({err}); pass --lock PATH "
-                                   f"or set ${LOCK_ENV} to a writable file") from err
+                raise RuntimeError(
+                    f"{self.path}: cannot write the checksum lock ({err}); pass --lock PATH "
+                    f"or set ${LOCK_ENV} to a writable file"
+                ) from err
         return new
 
     def _read(self) -> dict:

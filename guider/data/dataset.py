@@ -42,9 +42,7 @@ class Dataset:
     def matrix(self, label: int) -> sp.csr_matrix:
         """Binary user x item CSR matrix of one split (duplicates collapsed)."""
         users, items = self.split(label)
-        mat = sp.csr_matrix(
-            (np.ones(len(users), dtype=np.float32), (users, items)), shape=(self.n_users, self.n_items)
-        )
+        mat = sp.csr_matrix((np.ones(len(users), dtype=np.float32), (users, items)), shape=(self.n_users, self.n_items))
         mat.sum_duplicates()
         mat.data[:] = 1.0
         return mat

@@ -91,7 +91,9 @@ def probe(url: str, settings: HttpSettings = HttpSettings(), session: requests.S
         raise OfflineError(f"cannot reach {url}: {_short_reason(err)}") from err
 
 
-def remote_size(url: str, settings: HttpSettings = HttpSettings(), session: requests.Session | None = None) -> int | None:
+def remote_size(
+    url: str, settings: HttpSettings = HttpSettings(), session: requests.Session | None = None
+) -> int | None:
     """Content-Length from a HEAD request, or None when the server does not say."""
     session = session or new_session()
     try:
@@ -147,8 +149,16 @@ def fetch_file(
         part.unlink()
         resumed_from = 0
     try:
-        with tqdm(total=size, initial=resumed_from, unit="B", unit_scale=True, unit_divisor=1024,
-                  desc=dest.name, disable=not progress, leave=False) as bar:
+        with tqdm(
+            total=size,
+            initial=resumed_from,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=dest.name,
+            disable=not progress,
+            leave=False,
+        ) as bar:
             _transfer_with_retries(url, part, size, settings, session, bar)
         fetched = verify_file(part, size=size, sha256=sha256, label=f"{url} -> {dest}")
     except ChecksumError:
@@ -158,23 +168,27 @@ def fetch_file(
     return Fetched(dest, fetched.size, fetched.sha256, resumed_from)
 
 
-def _transfer_with_retries(url: str, part: Path, size: int | None, settings: HttpSettings,
-                           session: requests.Session, bar: tqdm) -> None:
+def _transfer_with_retries(
+    url: str, part: Path, size: int | None, settings: HttpSettings, session: requests.Session, bar: tqdm
+) -> None:
     for attempt in range(settings.retries + 1):
         try:
             _transfer(url, part, size, settings, session, bar)
             return
         except TransientError as err:
             if attempt == settings.retries:
-                raise DownloadError(f"{url}: giving up after {attempt + 1} attempts ({err}); "
-                                    f"rerun to resume from {part.stat().st_size if part.exists() else 0} bytes") from err
+                raise DownloadError(
+                    f"{url}: giving up after {attempt + 1} attempts ({err}); "
+                    f"rerun to resume from {part.stat().st_size if part.exists() else 0} bytes"
+                ) from err
             wait = settings.backoff * 2**attempt
             log.warning("%s: %s; retrying in %.1f s (%d/%d)", url, err, wait, attempt + 1, settings.retries)
             time.sleep(wait)
 
 
-def _transfer(url: str, part: Path, size: int | None, settings: HttpSettings,
-              session: requests.Session, bar: tqdm) -> None:
+def _transfer(
+    url: str, part: Path, size: int | None, settings: HttpSettings, session: requests.Session, bar: tqdm
+) -> None:
     """One attempt: append the missing bytes to `part`; raise TransientError to be retried."""
     offset = part.stat().st_size if part.exists() else 0
     if size is not None and offset == size:
@@ -299,8 +313,15 @@ def _check_image(data: bytes) -> None:
 def _short_reason(err: Exception) -> str:
     """The innermost cause of a requests/urllib3 error, without the long wrapper text."""
     text = str(err)
-    for marker in ("Failed to resolve", "Connection refused", "Name or service not known", "timed out",
-                   "IncompleteRead", "Connection broken", "Network is unreachable"):
+    for marker in (
+        "Failed to resolve",
+        "Connection refused",
+        "Name or service not known",
+        "timed out",
+        "IncompleteRead",
+        "Connection broken",
+        "Network is unreachable",
+    ):
         if marker in text:
             return marker if marker != "Failed to resolve" else "DNS lookup failed"
     return text[:200]

@@ -23,7 +23,15 @@ import yaml
 from guider.atomic import atomic_path
 from guider.data.checksum_lock import ChecksumLock
 from guider.data.download import (
-    ChecksumError, HttpSettings, ImageJob, OfflineError, fetch_file, fetch_images, new_session, probe, remote_size,
+    ChecksumError,
+    HttpSettings,
+    ImageJob,
+    OfflineError,
+    fetch_file,
+    fetch_images,
+    new_session,
+    probe,
+    remote_size,
     verify_file,
 )
 from guider.data.registry import DatasetSpec, UpstreamFile, get_dataset, with_mirror
@@ -36,16 +44,25 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="dataset in the registry: baby, sports, clothing, microlens")
-    parser.add_argument("--mirror", help="base URL replacing the upstream host (same paths); also config key "
-                                         f"data.mirror or ${MIRROR_ENV}")
+    parser.add_argument(
+        "--mirror",
+        help=f"base URL replacing the upstream host (same paths); also config key data.mirror or ${MIRROR_ENV}",
+    )
     parser.add_argument("--config", type=Path, help="YAML config whose data.mirror key gives the mirror")
     parser.add_argument("--dry-run", action="store_true", help="list the files, sizes and URLs; download nothing")
     parser.add_argument("--resources", type=Path, default=Path("resources"), help="downloads go to RESOURCES/NAME/")
-    parser.add_argument("--lock", type=Path, help="checksum lock file (default: the project's guider/data/checksums.lock.json)")
+    parser.add_argument(
+        "--lock", type=Path, help="checksum lock file (default: the project's guider/data/checksums.lock.json)"
+    )
     parser.add_argument("--pin", action="store_true", help="also pin checksums of files fetched from a --mirror")
     parser.add_argument("--registry", type=Path, help="dataset registry YAML (default: guider/data/datasets.yaml)")
-    parser.add_argument("--skip", action="append", default=[], choices=["image_features", "images"],
-                        help="do not fetch the Amazon CNN features file / the item images (repeatable)")
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=["image_features", "images"],
+        help="do not fetch the Amazon CNN features file / the item images (repeatable)",
+    )
     parser.add_argument("--workers", type=int, default=8, help="concurrent image downloads")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a retry")
     parser.add_argument("--retries", type=int, default=4, help="retries per file on transient errors")
@@ -94,14 +111,25 @@ def expected_checksums(spec: DatasetSpec, upstream: UpstreamFile, lock: Checksum
     """(size, sha256) a file must have: the registry's, else the lock's pin, else unknown."""
     pin = lock.pinned(spec.name, upstream.name)
     if pin and upstream.sha256 and pin.sha256 != upstream.sha256:
-        raise ChecksumError(f"{lock.path}: {spec.name}/{upstream.name} is pinned to {pin.sha256} "
-                            f"but the registry says {upstream.sha256}; fix the lock")
+        raise ChecksumError(
+            f"{lock.path}: {spec.name}/{upstream.name} is pinned to {pin.sha256} "
+            f"but the registry says {upstream.sha256}; fix the lock"
+        )
     size = upstream.size if upstream.size is not None else (pin.size if pin else None)
     return size, upstream.sha256 or (pin.sha256 if pin else None)
 
 
-def fetch_files(spec: DatasetSpec, files: list[UpstreamFile], folder: Path, lock: ChecksumLock, mirror: str | None,
-                settings: HttpSettings, *, pin_mirror: bool, progress: bool) -> None:
+def fetch_files(
+    spec: DatasetSpec,
+    files: list[UpstreamFile],
+    folder: Path,
+    lock: ChecksumLock,
+    mirror: str | None,
+    settings: HttpSettings,
+    *,
+    pin_mirror: bool,
+    progress: bool,
+) -> None:
     session = new_session()
     missing = [f for f in files if not (folder / f.name).exists()]
     if missing:
@@ -115,9 +143,16 @@ def fetch_files(spec: DatasetSpec, files: list[UpstreamFile], folder: Path, lock
         else:
             url = with_mirror(upstream.url, mirror)
             log.info("downloading %s -> %s", url, dest)
-            fetched = fetch_file(url, dest, size=size, sha256=sha256, settings=settings, session=session, progress=progress)
-            log.info("%s: %d bytes, sha256 %s%s", dest, fetched.size, fetched.sha256,
-                     f" (resumed from byte {fetched.resumed_from})" if fetched.resumed_from else "")
+            fetched = fetch_file(
+                url, dest, size=size, sha256=sha256, settings=settings, session=session, progress=progress
+            )
+            log.info(
+                "%s: %d bytes, sha256 %s%s",
+                dest,
+                fetched.size,
+                fetched.sha256,
+                f" (resumed from byte {fetched.resumed_from})" if fetched.resumed_from else "",
+            )
             if sha256 is None and (mirror is None or pin_mirror):
                 lock.pin(spec.name, upstream.name, upstream.url, fetched.size, fetched.sha256)
                 log.info("pinned %s/%s in %s (trust on first use)", spec.name, upstream.name, lock.path)
@@ -153,13 +188,17 @@ def image_jobs(spec: DatasetSpec, folder: Path, mirror: str | None) -> tuple[lis
     items = [str(item) for item in module.core_items(spec, folder)]
     urls = module.image_urls(spec, folder, items)
     target = folder / spec.images.folder
-    jobs = [ImageJob(item, with_mirror(urls[item], mirror), target / f"{item}{_suffix(urls[item])}")
-            for item in items if item in urls]
+    jobs = [
+        ImageJob(item, with_mirror(urls[item], mirror), target / f"{item}{_suffix(urls[item])}")
+        for item in items
+        if item in urls
+    ]
     return jobs, [item for item in items if item not in urls]
 
 
-def fetch_item_images(spec: DatasetSpec, folder: Path, mirror: str | None, settings: HttpSettings, *,
-                      workers: int, progress: bool) -> dict[str, str]:
+def fetch_item_images(
+    spec: DatasetSpec, folder: Path, mirror: str | None, settings: HttpSettings, *, workers: int, progress: bool
+) -> dict[str, str]:
     """Fetch the item images; write and return {item: reason} of those that could not be fetched."""
     jobs, without_url = image_jobs(spec, folder, mirror)
     failures = {item: "no image URL" for item in without_url}
@@ -172,15 +211,21 @@ def fetch_item_images(spec: DatasetSpec, folder: Path, mirror: str | None, setti
             log.warning("%s; the %d missing images will be imputed (rerun to fetch them)", err, len(pending))
             failures.update({job.key: "host unreachable" for job in pending})
     write_failures(folder / FAILED_IMAGES_FILE, failures, {job.key: job.url for job in jobs})
-    log.info("%s: %d of %d item images present, %d failed (listed in %s)", spec.name,
-             len(jobs) + len(without_url) - len(failures), len(jobs) + len(without_url), len(failures),
-             folder / FAILED_IMAGES_FILE)
+    log.info(
+        "%s: %d of %d item images present, %d failed (listed in %s)",
+        spec.name,
+        len(jobs) + len(without_url) - len(failures),
+        len(jobs) + len(without_url),
+        len(failures),
+        folder / FAILED_IMAGES_FILE,
+    )
     return failures
 
 
 def write_failures(path: Path, failures: dict[str, str], urls: dict[str, str]) -> None:
-    table = pd.DataFrame({"item": list(failures), "url": [urls.get(k, "") for k in failures],
-                          "reason": list(failures.values())})
+    table = pd.DataFrame(
+        {"item": list(failures), "url": [urls.get(k, "") for k in failures], "reason": list(failures.values())}
+    )
     with atomic_path(path) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
 
@@ -193,8 +238,16 @@ def _suffix(url: str) -> str:
 # --- dry run ---------------------------------------------------------------------------------
 
 
-def print_plan(spec: DatasetSpec, files: list[UpstreamFile], folder: Path, lock: ChecksumLock, mirror: str | None,
-               settings: HttpSettings, *, with_images: bool) -> None:
+def print_plan(
+    spec: DatasetSpec,
+    files: list[UpstreamFile],
+    folder: Path,
+    lock: ChecksumLock,
+    mirror: str | None,
+    settings: HttpSettings,
+    *,
+    with_images: bool,
+) -> None:
     print(f"{spec.name}: {spec.description}")
     print(f"  destination: {folder}/   checksum lock: {lock.path}" + (f"   mirror: {mirror}" if mirror else ""))
     sizes = _sizes(spec, files, lock, mirror, settings)
@@ -202,28 +255,37 @@ def print_plan(spec: DatasetSpec, files: list[UpstreamFile], folder: Path, lock:
         pin = lock.pinned(spec.name, upstream.name)
         sha = upstream.sha256 or (pin.sha256 if pin else None)
         state = "present" if (folder / upstream.name).exists() else "missing"
-        print(f"  {upstream.name:<42} {sizes[upstream.name]:>28}  {state:<7}  "
-              f"sha256 {sha or 'not pinned yet (trust on first use)'}")
+        print(
+            f"  {upstream.name:<42} {sizes[upstream.name]:>28}  {state:<7}  "
+            f"sha256 {sha or 'not pinned yet (trust on first use)'}"
+        )
         print(f"      {with_mirror(upstream.url, mirror)}")
     if with_images:
         print(f"  + item images into {folder / spec.images.folder}/: {_image_plan(spec, folder)}")
 
 
-def _sizes(spec: DatasetSpec, files: list[UpstreamFile], lock: ChecksumLock, mirror: str | None,
-           settings: HttpSettings) -> dict[str, str]:
+def _sizes(
+    spec: DatasetSpec, files: list[UpstreamFile], lock: ChecksumLock, mirror: str | None, settings: HttpSettings
+) -> dict[str, str]:
     """Human-readable size of each file: registry, lock, else a HEAD request (when online)."""
-    known = {f.name: f.size if f.size is not None else getattr(lock.pinned(spec.name, f.name), "size", None) for f in files}
+    known = {
+        f.name: f.size if f.size is not None else getattr(lock.pinned(spec.name, f.name), "size", None) for f in files
+    }
     online = True
     for upstream in files:
         if known[upstream.name] is None and online:
             try:
-                known[upstream.name] = remote_size(with_mirror(upstream.url, mirror), HttpSettings(connect_timeout=5.0, read_timeout=10.0, retries=0))
+                known[upstream.name] = remote_size(
+                    with_mirror(upstream.url, mirror), HttpSettings(connect_timeout=5.0, read_timeout=10.0, retries=0)
+                )
             except OfflineError:
                 online = False
             except Exception as err:  # noqa: BLE001 - a dry run reports, it does not fail
                 log.debug("size of %s: %s", upstream.url, err)
-    return {name: _human(size) if size is not None else ("unknown (offline)" if not online else "unknown")
-            for name, size in known.items()}
+    return {
+        name: _human(size) if size is not None else ("unknown (offline)" if not online else "unknown")
+        for name, size in known.items()
+    }
 
 
 def _image_plan(spec: DatasetSpec, folder: Path) -> str:
@@ -233,8 +295,10 @@ def _image_plan(spec: DatasetSpec, folder: Path) -> str:
     except (FileNotFoundError, KeyError, ValueError):
         return f"from {source}, for the items of the {spec.k_core}-core (counted once the files are present)"
     present = sum(job.dest.exists() for job in jobs)
-    return (f"{len(jobs)} from {source} for the {len(jobs) + len(without_url)} items of the {spec.k_core}-core "
-            f"({present} present, {len(without_url)} without a URL)")
+    return (
+        f"{len(jobs)} from {source} for the {len(jobs) + len(without_url)} items of the {spec.k_core}-core "
+        f"({present} present, {len(without_url)} without a URL)"
+    )
 
 
 def _human(size: int) -> str:

@@ -39,8 +39,10 @@ def run(args: argparse.Namespace) -> int:
     if name != args.out.name:
         log.warning("MMRec expects data/<name>/<name>.inter; %s holds %s.inter", args.out, name)
     export_mmrec(ds, args.src, args.out, name)
-    print(f"{args.out}: {name}.inter ({len(ds.inter):,} rows), "
-          + ", ".join(f for key, f in FEATURE_FILES.items() if getattr(ds, key) is not None))
+    print(
+        f"{args.out}: {name}.inter ({len(ds.inter):,} rows), "
+        + ", ".join(f for key, f in FEATURE_FILES.items() if getattr(ds, key) is not None)
+    )
     return 0
 
 

@@ -52,7 +52,9 @@ def _read_split(path: Path, label: int) -> pd.DataFrame:
         users.extend([uid] * len(its))
         items.extend(its)
     n = len(users)
-    return pd.DataFrame({"userID": users, "itemID": items, "rating": [1] * n, "timestamp": [0] * n, "x_label": [label] * n})
+    return pd.DataFrame(
+        {"userID": users, "itemID": items, "rating": [1] * n, "timestamp": [0] * n, "x_label": [label] * n}
+    )
 
 
 def _sizes(src: Path, inter: pd.DataFrame) -> tuple[int, int]:

@@ -87,7 +87,9 @@ def image_urls(spec: DatasetSpec, folder: Path, items: np.ndarray) -> dict[str, 
 
 def prepare(spec: DatasetSpec, folder: Path, *, seed: int, k: int | None = None) -> tuple[Interactions, ItemContent]:
     """(interactions, item texts, item cover files or None, content report) from resources/microlens/."""
-    interactions = build_interactions(read_pairs(folder / spec.file("pairs").name), k=spec.k_core if k is None else k, seed=seed)
+    interactions = build_interactions(
+        read_pairs(folder / spec.file("pairs").name), k=spec.k_core if k is None else k, seed=seed
+    )
     items = [str(item) for item in interactions.item_ids]
     titles = read_titles(folder / spec.file("titles").name)
     texts = [titles.get(item, "") for item in items]

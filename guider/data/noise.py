@@ -52,8 +52,10 @@ def _draw_pairs(ds: Dataset, train_users, train_items, n_noise: int, mode: str, 
     item_p = _proportions(item_counts) if mode == "popular" else np.full(ds.n_items, 1.0 / ds.n_items)
     positives = np.unique(ds.inter["userID"].to_numpy(np.int64) * ds.n_items + ds.inter["itemID"].to_numpy(np.int64))
     if n_noise > ds.n_users * ds.n_items - len(positives):
-        raise ValueError(f"inject_noise: {n_noise} noisy pairs requested but only "
-                         f"{ds.n_users * ds.n_items - len(positives)} non-positive pairs exist; the ratio is too large")
+        raise ValueError(
+            f"inject_noise: {n_noise} noisy pairs requested but only "
+            f"{ds.n_users * ds.n_items - len(positives)} non-positive pairs exist; the ratio is too large"
+        )
     kept = np.zeros(0, dtype=np.int64)
     for _ in range(_MAX_ROUNDS):
         missing = n_noise - len(kept)
@@ -87,8 +89,16 @@ def _noise_rows(inter: pd.DataFrame, train_users, users, items, rng) -> pd.DataF
     low, high = stamps["min"].reindex(users).to_numpy(), stamps["max"].reindex(users).to_numpy()
     timestamps = low + np.floor(rng.random(len(users)) * (high - low + 1))
     ratings = rng.choice(train["rating"].to_numpy(), len(users)) if len(train) else np.ones(len(users))
-    rows = pd.DataFrame({"userID": users, "itemID": items, "rating": ratings,
-                         "timestamp": timestamps.astype(inter["timestamp"].dtype), "x_label": TRAIN, "is_noise": 1})
+    rows = pd.DataFrame(
+        {
+            "userID": users,
+            "itemID": items,
+            "rating": ratings,
+            "timestamp": timestamps.astype(inter["timestamp"].dtype),
+            "x_label": TRAIN,
+            "is_noise": 1,
+        }
+    )
     for col in inter.columns.difference(rows.columns):
         rows[col] = _neutral_value(inter[col])
     return rows[inter.columns].astype(inter.dtypes.to_dict())

@@ -18,11 +18,17 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="dataset folder to copy (MMRec-compatible)")
-    parser.add_argument("--ratio", required=True, type=float, help="noisy pairs to add, as a fraction of the train split")
+    parser.add_argument(
+        "--ratio", required=True, type=float, help="noisy pairs to add, as a fraction of the train split"
+    )
     parser.add_argument("--out", required=True, type=Path, help="folder of the noisy copy (replaced atomically)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise draw")
-    parser.add_argument("--mode", default="popular", choices=["popular", "uniform"],
-                        help="items drawn in proportion to train popularity (default) or uniformly")
+    parser.add_argument(
+        "--mode",
+        default="popular",
+        choices=["popular", "uniform"],
+        help="items drawn in proportion to train popularity (default) or uniformly",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

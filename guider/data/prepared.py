@@ -49,8 +49,9 @@ def write_prepared(
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        staged = save_dataset(Dataset(name, interactions.n_users, interactions.n_items, interactions.table, meta=meta),
-                              scratch / out.name)
+        staged = save_dataset(
+            Dataset(name, interactions.n_users, interactions.n_items, interactions.table, meta=meta), scratch / out.name
+        )
         _write_id_maps(staged, interactions)
         _write_content(staged, texts, [_link_image(staged, src) for src in images])
         _swap_into_place(staged, out, scratch)

@@ -76,13 +76,19 @@ def build_interactions(raw: pd.DataFrame, *, k: int, seed: int) -> Interactions:
         raise ValueError(f"no interaction survives the {k}-core ({len(clean)} rows before it)")
     users, items, user_ids, item_ids = reindex(core)
     timestamps = core["timestamp"].to_numpy(np.int64)
-    table = pd.DataFrame({
-        "userID": users,
-        "itemID": items,
-        "rating": core["rating"].to_numpy(np.float64),
-        "timestamp": timestamps,
-        "x_label": split_per_user(users, items, timestamps, seed),
-    })
-    counts = {"rows_read": len(raw), "rows_missing_fields": n_missing, "rows_duplicate": n_duplicate,
-              "rows_after_k_core": len(core)}
+    table = pd.DataFrame(
+        {
+            "userID": users,
+            "itemID": items,
+            "rating": core["rating"].to_numpy(np.float64),
+            "timestamp": timestamps,
+            "x_label": split_per_user(users, items, timestamps, seed),
+        }
+    )
+    counts = {
+        "rows_read": len(raw),
+        "rows_missing_fields": n_missing,
+        "rows_duplicate": n_duplicate,
+        "rows_after_k_core": len(core),
+    }
     return Interactions(table, user_ids, item_ids, counts)

@@ -124,7 +124,9 @@ def _parse_file(item: Any, where: str) -> UpstreamFile:
     if not isinstance(item, dict) or not {"name", "role", "url"} <= set(item):
         raise ValueError(f"{where}: every file needs name, role and url (got {item!r})")
     size = item.get("size")
-    return UpstreamFile(item["name"], item["role"], item["url"], int(size) if size is not None else None, item.get("sha256"))
+    return UpstreamFile(
+        item["name"], item["role"], item["url"], int(size) if size is not None else None, item.get("sha256")
+    )
 
 
 def _parse_images(item: Any, where: str) -> ImageSource:

@@ -44,7 +44,9 @@ def split_per_user(users, items, timestamps, seed: int) -> np.ndarray:
     """x_label (0 train / 1 valid / 2 test) of every row, in the input row order."""
     users, items, timestamps = (np.asarray(a) for a in (users, items, timestamps))
     if not (len(users) == len(items) == len(timestamps)):
-        raise ValueError(f"split_per_user: users/items/timestamps lengths differ ({len(users)}, {len(items)}, {len(timestamps)})")
+        raise ValueError(
+            f"split_per_user: users/items/timestamps lengths differ ({len(users)}, {len(items)}, {len(timestamps)})"
+        )
     if len(users) == 0:
         return np.zeros(0, dtype=np.int64)
     keys = shuffle_keys(users, items, timestamps, seed)

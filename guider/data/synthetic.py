@@ -34,7 +34,13 @@ from guider.data.mmrec import save_dataset
 from guider.data.noise import NOISE_MODES, inject_noise
 from guider.data.split import split_per_user
 from guider.data.synthetic_interactions import (
-    LatentParams, add_timestamps_and_ratings, draw_interactions, draw_items, draw_latent, top_up_items, user_degrees,
+    LatentParams,
+    add_timestamps_and_ratings,
+    draw_interactions,
+    draw_items,
+    draw_latent,
+    top_up_items,
+    user_degrees,
 )
 from guider.data.synthetic_render import render
 from guider.data.synthetic_text import describe
@@ -49,8 +55,18 @@ PRESETS = {
 IMAGE_SIZE = 64  # rendered images are IMAGE_SIZE x IMAGE_SIZE pixels
 ENCODE_SIZE = 96  # EfficientNet crop for these small renders: same kNN structure as 224, 5x cheaper
 # independent random streams, so that e.g. a new noise ratio leaves everything else unchanged
-STREAMS = {"items": 1, "latent": 2, "degrees": 3, "draws": 4, "history": 5, "misaligned": 6, "text": 7,
-           "images": 8, "split": 9, "noise": 10}
+STREAMS = {
+    "items": 1,
+    "latent": 2,
+    "degrees": 3,
+    "draws": 4,
+    "history": 5,
+    "misaligned": 6,
+    "text": 7,
+    "images": 8,
+    "split": 9,
+    "noise": 10,
+}
 
 
 def make_synthetic(
@@ -93,7 +109,9 @@ def _sizes(preset: str, users: int | None, items: int | None) -> tuple[int, int,
     n_users = base["users"] if users is None else int(users)
     n_items = base["items"] if items is None else int(items)
     if n_users < 10 or n_items < 20:
-        raise ValueError(f"synthetic dataset too small: {n_users} users, {n_items} items (need >= 10 users, >= 20 items)")
+        raise ValueError(
+            f"synthetic dataset too small: {n_users} users, {n_items} items (need >= 10 users, >= 20 items)"
+        )
     return n_users, n_items, int(round(base["interactions"] / base["users"] * n_users))
 
 
@@ -157,8 +175,13 @@ def _encode(ds: Dataset, texts: list[str], images: list[Image.Image], progress: 
     ds.image_feat, missing = encode_images(images, DEFAULT_IMAGE_MODEL, progress=progress, image_size=ENCODE_SIZE)
     return {
         "text": {"encoder": DEFAULT_TEXT_MODEL, "dim": int(ds.text_feat.shape[1]), "input": "item_content.csv text"},
-        "image": {**image_model_info(DEFAULT_IMAGE_MODEL), "encoder": DEFAULT_IMAGE_MODEL,
-                  "input": "item_content.csv image", "image_size": ENCODE_SIZE, "imputed_items": missing},
+        "image": {
+            **image_model_info(DEFAULT_IMAGE_MODEL),
+            "encoder": DEFAULT_IMAGE_MODEL,
+            "input": "item_content.csv image",
+            "image_size": ENCODE_SIZE,
+            "imputed_items": missing,
+        },
     }
 
 
@@ -168,8 +191,14 @@ def _metadata(ds, preset, seed, params, n_target, misaligned, donors, misaligned
         "source": "guider synthetic generator (guider.data.synthetic)",
         "preset": preset,
         "seed": int(seed),
-        "generator": {"users": ds.n_users, "items": ds.n_items, "target_interactions": n_target,
-                      "misaligned_ratio": float(misaligned_ratio), "image_size": IMAGE_SIZE, **params.to_dict()},
+        "generator": {
+            "users": ds.n_users,
+            "items": ds.n_items,
+            "target_interactions": n_target,
+            "misaligned_ratio": float(misaligned_ratio),
+            "image_size": IMAGE_SIZE,
+            **params.to_dict(),
+        },
         "features": encoders or {},  # same layout as `guider features text|image` writes
         "misaligned_items": misaligned.tolist(),
         "misaligned_donors": donors.tolist(),
@@ -181,8 +210,14 @@ def _metadata(ds, preset, seed, params, n_target, misaligned, donors, misaligned
 def _item_tables(texts: list[str], item_attrs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     item_ids = np.arange(len(texts))
     content = pd.DataFrame({"itemID": item_ids, "text": texts, "image": [image_path(i) for i in item_ids]})
-    names = {"category": [c.noun for c in CATEGORIES], "colour": list(COLOURS), "pattern": list(PATTERNS),
-             "material": list(MATERIALS), "style": list(STYLES), "brand": list(BRANDS)}
+    names = {
+        "category": [c.noun for c in CATEGORIES],
+        "colour": list(COLOURS),
+        "pattern": list(PATTERNS),
+        "material": list(MATERIALS),
+        "style": list(STYLES),
+        "brand": list(BRANDS),
+    }
     attributes = pd.DataFrame({"itemID": item_ids, **{a: np.asarray(names[a])[item_attrs[a]] for a in ATTRIBUTES}})
     return content, attributes
 

@@ -36,8 +36,16 @@ class LatentParams:
     min_item_degree: int = 5
     category_concentration: float = 0.08  # Dirichlet alpha: small = a few favourite categories
     attribute_concentration: float = 0.5  # Dirichlet alpha of the other attributes
-    weights: dict[str, float] = field(default_factory=lambda: {
-        "category": 1.0, "colour": 0.6, "pattern": 0.8, "material": 0.3, "style": 0.6, "brand": 1.0})
+    weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "category": 1.0,
+            "colour": 0.6,
+            "pattern": 0.8,
+            "material": 0.3,
+            "style": 0.6,
+            "brand": 1.0,
+        }
+    )
     popularity_weight: float = 0.7  # on the item's standardised log-popularity
     id_factor_dim: int = 8
     id_weight: float = 0.3
@@ -49,13 +57,18 @@ class LatentParams:
         unknown = set(self.weights) - set(ATTRIBUTES)
         if unknown:
             raise ValueError(f"synthetic taste weights name unknown attributes {sorted(unknown)}; known: {ATTRIBUTES}")
-        positive = {"temperature": self.temperature, "category_concentration": self.category_concentration,
-                    "attribute_concentration": self.attribute_concentration}
+        positive = {
+            "temperature": self.temperature,
+            "category_concentration": self.category_concentration,
+            "attribute_concentration": self.attribute_concentration,
+        }
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"synthetic {name} must be > 0, got {value}")
         if self.min_user_degree < 3 or self.min_item_degree < 1:
-            raise ValueError("synthetic min_user_degree must be >= 3 (one train, valid and test row) and min_item_degree >= 1")
+            raise ValueError(
+                "synthetic min_user_degree must be >= 3 (one train, valid and test row) and min_item_degree >= 1"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -113,7 +126,9 @@ def user_degrees(n_users: int, n_items: int, mean_degree: float, params: LatentP
     return np.minimum(params.min_user_degree + tail, cap)
 
 
-def draw_interactions(latent: Latent, params: LatentParams, degrees: np.ndarray, rng, chunk: int = 1024) -> pd.DataFrame:
+def draw_interactions(
+    latent: Latent, params: LatentParams, degrees: np.ndarray, rng, chunk: int = 1024
+) -> pd.DataFrame:
     """(userID, itemID, utility) rows: each user's items drawn from softmax(utility)."""
     frames = []
     for start in range(0, len(degrees), chunk):

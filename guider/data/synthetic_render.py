@@ -52,7 +52,9 @@ def _badge(draw: ImageDraw.ImageDraw, brand: int, size: int) -> None:
     elif shape == "triangle":
         draw.polygon([(x0 + side / 2, y0), (x0 + side, y0 + side), (x0, y0 + side)], **style)
     else:
-        draw.polygon([(x0 + side / 2, y0), (x0 + side, y0 + side / 2), (x0 + side / 2, y0 + side), (x0, y0 + side / 2)], **style)
+        draw.polygon(
+            [(x0 + side / 2, y0), (x0 + side, y0 + side / 2), (x0 + side / 2, y0 + side), (x0, y0 + side / 2)], **style
+        )
 
 
 def _backdrop(material: int, size: int, rng: np.random.Generator) -> Image.Image:
@@ -131,6 +133,7 @@ def _union(*parts: Callable) -> Callable[[ImageDraw.ImageDraw, Box], None]:
     def draw_all(draw: ImageDraw.ImageDraw, box: Box) -> None:
         for part in parts:
             part(draw, box)
+
     return draw_all
 
 
@@ -149,28 +152,52 @@ def _wave(draw: ImageDraw.ImageDraw, box: Box) -> None:
 
 SHAPES: dict[str, Callable[[ImageDraw.ImageDraw, Box], None]] = {
     "trapezoid": _poly(0.35, 0.0, 0.65, 0.0, 0.95, 1.0, 0.05, 1.0),
-    "tee": _poly(0.0, 0.1, 0.35, 0.0, 0.65, 0.0, 1.0, 0.1, 0.9, 0.4, 0.75, 0.35, 0.75, 1.0, 0.25, 1.0, 0.25, 0.35, 0.1, 0.4),
+    "tee": _poly(
+        0.0, 0.1, 0.35, 0.0, 0.65, 0.0, 1.0, 0.1, 0.9, 0.4, 0.75, 0.35, 0.75, 1.0, 0.25, 1.0, 0.25, 0.35, 0.1, 0.4
+    ),
     "tall_rect": _rect(0.2, 0.0, 0.8, 1.0),
     "wide_ellipse": _ellipse(0.0, 0.3, 1.0, 0.75),
     "boot": _poly(0.2, 0.0, 0.55, 0.0, 0.55, 0.6, 1.0, 0.7, 1.0, 1.0, 0.2, 1.0),
     "wide_rect": _rect(0.0, 0.35, 1.0, 0.65),
-    "bag": _union(_rect(0.1, 0.35, 0.9, 1.0), _poly(0.3, 0.35, 0.35, 0.05, 0.65, 0.05, 0.7, 0.35, 0.6, 0.35, 0.58, 0.15, 0.42, 0.15, 0.4, 0.35)),
+    "bag": _union(
+        _rect(0.1, 0.35, 0.9, 1.0),
+        _poly(0.3, 0.35, 0.35, 0.05, 0.65, 0.05, 0.7, 0.35, 0.6, 0.35, 0.58, 0.15, 0.42, 0.15, 0.4, 0.35),
+    ),
     "tall_ellipse": _ellipse(0.2, 0.0, 0.8, 1.0),
     "dome": _union(_ellipse(0.2, 0.1, 0.8, 0.8), _rect(0.0, 0.6, 1.0, 0.75)),
     "band": _poly(0.0, 0.2, 0.2, 0.0, 1.0, 0.8, 0.8, 1.0),
     "ring": _ring,
     "mug": _union(_rect(0.1, 0.15, 0.7, 1.0), _poly(0.7, 0.3, 0.95, 0.3, 0.95, 0.8, 0.7, 0.8)),
-    "teapot": _union(_ellipse(0.15, 0.3, 0.85, 1.0), _poly(0.85, 0.6, 1.0, 0.3, 1.0, 0.4, 0.85, 0.8), _ellipse(0.4, 0.15, 0.6, 0.35)),
-    "rounded_rect": lambda draw, box: draw.rounded_rectangle(_flat(_at(box, 0.0, 0.15, 1.0, 0.85)), radius=(box[2] - box[0]) * 0.15, fill=255),
-    "lamp": _union(_poly(0.25, 0.0, 0.75, 0.0, 0.95, 0.45, 0.05, 0.45), _rect(0.45, 0.45, 0.55, 0.9), _rect(0.25, 0.9, 0.75, 1.0)),
+    "teapot": _union(
+        _ellipse(0.15, 0.3, 0.85, 1.0), _poly(0.85, 0.6, 1.0, 0.3, 1.0, 0.4, 0.85, 0.8), _ellipse(0.4, 0.15, 0.6, 0.35)
+    ),
+    "rounded_rect": lambda draw, box: draw.rounded_rectangle(
+        _flat(_at(box, 0.0, 0.15, 1.0, 0.85)), radius=(box[2] - box[0]) * 0.15, fill=255
+    ),
+    "lamp": _union(
+        _poly(0.25, 0.0, 0.75, 0.0, 0.95, 0.45, 0.05, 0.45), _rect(0.45, 0.45, 0.55, 0.9), _rect(0.25, 0.9, 0.75, 1.0)
+    ),
     "square": _rect(0.1, 0.1, 0.9, 0.9),
     "vase": _poly(0.35, 0.0, 0.65, 0.0, 0.6, 0.25, 0.9, 0.6, 0.7, 1.0, 0.3, 1.0, 0.1, 0.6, 0.4, 0.25),
     "wave": _wave,
     "book": _union(_rect(0.15, 0.0, 0.85, 1.0), _rect(0.05, 0.0, 0.15, 1.0)),
-    "pens": _union(_poly(0.1, 0.0, 0.25, 0.0, 0.25, 0.85, 0.175, 1.0, 0.1, 0.85), _poly(0.425, 0.0, 0.575, 0.0, 0.575, 0.85, 0.5, 1.0, 0.425, 0.85),
-                   _poly(0.75, 0.0, 0.9, 0.0, 0.9, 0.85, 0.825, 1.0, 0.75, 0.85)),
-    "car": _union(_rect(0.0, 0.45, 1.0, 0.8), _poly(0.2, 0.45, 0.35, 0.2, 0.7, 0.2, 0.85, 0.45), _ellipse(0.1, 0.7, 0.35, 0.95), _ellipse(0.65, 0.7, 0.9, 0.95)),
-    "bear": _union(_ellipse(0.2, 0.2, 0.8, 0.75), _ellipse(0.15, 0.05, 0.4, 0.3), _ellipse(0.6, 0.05, 0.85, 0.3), _ellipse(0.25, 0.6, 0.75, 1.0)),
+    "pens": _union(
+        _poly(0.1, 0.0, 0.25, 0.0, 0.25, 0.85, 0.175, 1.0, 0.1, 0.85),
+        _poly(0.425, 0.0, 0.575, 0.0, 0.575, 0.85, 0.5, 1.0, 0.425, 0.85),
+        _poly(0.75, 0.0, 0.9, 0.0, 0.9, 0.85, 0.825, 1.0, 0.75, 0.85),
+    ),
+    "car": _union(
+        _rect(0.0, 0.45, 1.0, 0.8),
+        _poly(0.2, 0.45, 0.35, 0.2, 0.7, 0.2, 0.85, 0.45),
+        _ellipse(0.1, 0.7, 0.35, 0.95),
+        _ellipse(0.65, 0.7, 0.9, 0.95),
+    ),
+    "bear": _union(
+        _ellipse(0.2, 0.2, 0.8, 0.75),
+        _ellipse(0.15, 0.05, 0.4, 0.3),
+        _ellipse(0.6, 0.05, 0.85, 0.3),
+        _ellipse(0.25, 0.6, 0.75, 1.0),
+    ),
     "mat": _union(_rect(0.0, 0.55, 1.0, 0.75), _ellipse(0.75, 0.35, 1.0, 0.75)),
     "bottle": _union(_rect(0.25, 0.25, 0.75, 1.0), _rect(0.38, 0.0, 0.62, 0.25)),
 }

@@ -11,7 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from guider.data.synthetic_vocab import (
-    BRANDS, CATEGORIES, COLOURS, MATERIALS, PATTERN_PHRASES, PATTERNS, STYLE_PHRASES, STYLES,
+    BRANDS,
+    CATEGORIES,
+    COLOURS,
+    MATERIALS,
+    PATTERN_PHRASES,
+    PATTERNS,
+    STYLE_PHRASES,
+    STYLES,
 )
 
 TEMPLATES = (
@@ -20,8 +27,14 @@ TEMPLATES = (
     "{colour_cap} {pattern_word}{material} {noun} from {brand}, in a {style} style with {style_phrase}. Great {use}.",
 )
 FILLERS = (
-    "", "", "Ships in recyclable packaging.", "Backed by a one-year warranty.", "A customer favourite.",
-    "Easy to clean.", "Available while stocks last.", "Makes a thoughtful gift.",
+    "",
+    "",
+    "Ships in recyclable packaging.",
+    "Backed by a one-year warranty.",
+    "A customer favourite.",
+    "Easy to clean.",
+    "Available while stocks last.",
+    "Makes a thoughtful gift.",
 )
 
 

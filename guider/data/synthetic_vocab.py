@@ -47,37 +47,80 @@ CATEGORIES = (
 )
 
 COLOURS = {
-    "red": (200, 30, 40), "blue": (40, 80, 210), "green": (40, 150, 60), "yellow": (240, 210, 40),
-    "black": (25, 25, 25), "white": (245, 245, 240), "pink": (240, 130, 180), "purple": (120, 50, 160),
-    "orange": (245, 130, 30), "brown": (120, 75, 40), "grey": (130, 130, 130), "navy": (20, 30, 90),
+    "red": (200, 30, 40),
+    "blue": (40, 80, 210),
+    "green": (40, 150, 60),
+    "yellow": (240, 210, 40),
+    "black": (25, 25, 25),
+    "white": (245, 245, 240),
+    "pink": (240, 130, 180),
+    "purple": (120, 50, 160),
+    "orange": (245, 130, 30),
+    "brown": (120, 75, 40),
+    "grey": (130, 130, 130),
+    "navy": (20, 30, 90),
 }
 
 PATTERNS = ("solid", "striped", "polka-dot", "checked", "zigzag", "two-tone")
 
 # material -> (background RGB, texture strength): the material shows as the backdrop
 MATERIALS = {
-    "cotton": ((235, 228, 215), 6), "leather": ((150, 110, 80), 18), "wool": ((210, 200, 190), 28),
-    "silk": ((225, 225, 245), 2), "denim": ((90, 110, 150), 14), "linen": ((220, 215, 195), 10),
-    "bamboo": ((200, 190, 130), 12), "recycled plastic": ((180, 215, 220), 4),
+    "cotton": ((235, 228, 215), 6),
+    "leather": ((150, 110, 80), 18),
+    "wool": ((210, 200, 190), 28),
+    "silk": ((225, 225, 245), 2),
+    "denim": ((90, 110, 150), 14),
+    "linen": ((220, 215, 195), 10),
+    "bamboo": ((200, 190, 130), 12),
+    "recycled plastic": ((180, 215, 220), 4),
 }
 
 STYLES = ("vintage", "modern", "minimalist", "sporty", "elegant", "bohemian", "classic", "playful")
 STYLE_PHRASES = {
-    "vintage": "retro details inspired by the seventies", "modern": "clean contemporary lines",
-    "minimalist": "a simple understated look", "sporty": "an active athletic feel",
-    "elegant": "a refined and graceful finish", "bohemian": "a relaxed free-spirited vibe",
-    "classic": "a timeless traditional design", "playful": "fun cheerful accents",
+    "vintage": "retro details inspired by the seventies",
+    "modern": "clean contemporary lines",
+    "minimalist": "a simple understated look",
+    "sporty": "an active athletic feel",
+    "elegant": "a refined and graceful finish",
+    "bohemian": "a relaxed free-spirited vibe",
+    "classic": "a timeless traditional design",
+    "playful": "fun cheerful accents",
 }
 
 PATTERN_PHRASES = {
-    "solid": "a plain solid colour", "striped": "bold stripes", "polka-dot": "cheerful polka dots",
-    "checked": "a checked plaid pattern", "zigzag": "a zigzag chevron print", "two-tone": "a two-tone colour block",
+    "solid": "a plain solid colour",
+    "striped": "bold stripes",
+    "polka-dot": "cheerful polka dots",
+    "checked": "a checked plaid pattern",
+    "zigzag": "a zigzag chevron print",
+    "two-tone": "a two-tone colour block",
 }
 
 BRANDS = (
-    "Nordvik", "Aurelia", "Kestrel", "Marlowe", "Tidewell", "Brambleton", "Solenne", "Quillon",
-    "Harbour & Pine", "Lumen", "Ostara", "Wrenfield", "Cobalto", "Fennick", "Juniper Row", "Veloce",
-    "Ambrose", "Pebblestone", "Saffra", "Trellis", "Oakhaven", "Mirabel", "Zephyr", "Calloway",
+    "Nordvik",
+    "Aurelia",
+    "Kestrel",
+    "Marlowe",
+    "Tidewell",
+    "Brambleton",
+    "Solenne",
+    "Quillon",
+    "Harbour & Pine",
+    "Lumen",
+    "Ostara",
+    "Wrenfield",
+    "Cobalto",
+    "Fennick",
+    "Juniper Row",
+    "Veloce",
+    "Ambrose",
+    "Pebblestone",
+    "Saffra",
+    "Trellis",
+    "Oakhaven",
+    "Mirabel",
+    "Zephyr",
+    "Calloway",
 )
 
 ATTRIBUTES = ("category", "colour", "pattern", "material", "style", "brand")
@@ -85,5 +128,11 @@ ATTRIBUTES = ("category", "colour", "pattern", "material", "style", "brand")
 
 def attribute_sizes() -> dict[str, int]:
     """Number of values of each attribute."""
-    return {"category": len(CATEGORIES), "colour": len(COLOURS), "pattern": len(PATTERNS),
-            "material": len(MATERIALS), "style": len(STYLES), "brand": len(BRANDS)}
+    return {
+        "category": len(CATEGORIES),
+        "colour": len(COLOURS),
+        "pattern": len(PATTERNS),
+        "material": len(MATERIALS),
+        "style": len(STYLES),
+        "brand": len(BRANDS),
+    }

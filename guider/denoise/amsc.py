@@ -142,8 +142,9 @@ class UserRows:
             users, items = self.users[rows], self.items[rows]
             local = users - users.min()  # [b]
             n_local = int(local.max()) + 1
-            history = torch.sparse_coo_tensor(torch.stack([local, items]), right[rows].to(vectors.dtype),
-                                              (n_local, n_items), check_invariants=True).coalesce()  # [n_local, n_items]
+            history = torch.sparse_coo_tensor(
+                torch.stack([local, items]), right[rows].to(vectors.dtype), (n_local, n_items), check_invariants=True
+            ).coalesce()  # [n_local, n_items]
             sums = torch.sparse.mm(history, vectors)  # [n_local, d]
             out[rows] = left[rows] * (vectors[items] * sums[local]).sum(-1)
         return out
@@ -196,7 +197,9 @@ def teacher_rec_sums(rows: UserRows, confidence: torch.Tensor, rec_item_emb: tor
     unit = F.normalize(_floating(rec_item_emb.detach()), dim=-1)  # [n_items, d]
     r, self_rec = _row_terms(rows, unit, confidence)  # [N], [N]
     ones = torch.ones_like(r)
-    return (rows.dot_with_user_sum(unit, ones, ones) - self_rec) - (rows.dot_with_user_sum(unit, r, r) - r**2 * self_rec)
+    return (rows.dot_with_user_sum(unit, ones, ones) - self_rec) - (
+        rows.dot_with_user_sum(unit, r, r) - r**2 * self_rec
+    )
 
 
 def interaction_scores(

@@ -47,12 +47,23 @@ from guider.objective import Batch, Evaluator, Objective, register_objective
 RELEASED_DEFAULTS: dict[str, dict[str, Any]] = {
     "released": {
         # teacher = FREEDOM with the released GUIDER.yaml values
-        "teacher_backbone": "freedom", "embedding_size": 64, "knn_k": 20, "mm_image_weight": 0.1,
-        "n_mm_layers": 1, "n_ui_layers": 2, "dropout": 0.1, "reg_weight": 1e-4, "lr": 0.001,
+        "teacher_backbone": "freedom",
+        "embedding_size": 64,
+        "knn_k": 20,
+        "mm_image_weight": 0.1,
+        "n_mm_layers": 1,
+        "n_ui_layers": 2,
+        "dropout": 0.1,
+        "reg_weight": 1e-4,
+        "lr": 0.001,
         # the untrained "denoising" layers
-        "proj_dim": 64, "hash_bits": 64, "clean_threshold": 0.7,
+        "proj_dim": 64,
+        "hash_bits": 64,
+        "clean_threshold": 0.7,
         # distillation
-        "temperature": 1.0, "min_student_weight": 0.5, "min_kd_weight": 1e-4,
+        "temperature": 1.0,
+        "min_student_weight": 0.5,
+        "min_kd_weight": 1e-4,
     }
 }
 
@@ -98,11 +109,30 @@ class AsReleasedObjective(Objective):
         if inputs.text_feat is None or inputs.image_feat is None:
             raise ValueError("as_released needs both text and image features (the released clean mask uses both)")
         self.cfg = cfg = section(config, self.defaults, "released")
-        teacher_keys = ("embedding_size", "knn_k", "mm_image_weight", "n_mm_layers", "n_ui_layers", "dropout", "reg_weight")
-        denoiser = ReleasedDenoiser(inputs.text_feat.shape[1], inputs.image_feat.shape[1], cfg["embedding_size"],
-                                    cfg["proj_dim"], cfg["hash_bits"])
-        self.teacher = Teacher(cfg["teacher_backbone"], inputs, {k: cfg[k] for k in teacher_keys}, float(cfg["lr"]),
-                               int(config.get("seed", 0)), extra_modules={"denoiser": denoiser})
+        teacher_keys = (
+            "embedding_size",
+            "knn_k",
+            "mm_image_weight",
+            "n_mm_layers",
+            "n_ui_layers",
+            "dropout",
+            "reg_weight",
+        )
+        denoiser = ReleasedDenoiser(
+            inputs.text_feat.shape[1],
+            inputs.image_feat.shape[1],
+            cfg["embedding_size"],
+            cfg["proj_dim"],
+            cfg["hash_bits"],
+        )
+        self.teacher = Teacher(
+            cfg["teacher_backbone"],
+            inputs,
+            {k: cfg[k] for k in teacher_keys},
+            float(cfg["lr"]),
+            int(config.get("seed", 0)),
+            extra_modules={"denoiser": denoiser},
+        )
         self.denoiser: ReleasedDenoiser = self.teacher.extra["denoiser"]
         self.text, self.image = inputs.text_feat.float(), inputs.image_feat.float()
         self.teacher_scores_emb = None  # frozen teacher embeddings during a student epoch
@@ -135,8 +165,9 @@ class AsReleasedObjective(Objective):
         t = self.cfg["temperature"]
         teacher = self.teacher.model.scores(self.teacher_scores_emb, users) / t  # [B, n_items]
         student = self.model.scores(emb, users) / t  # [B, n_items]
-        return F.kl_div(torch.log_softmax(student, -1), torch.log_softmax(teacher, -1), log_target=True,
-                        reduction="batchmean")
+        return F.kl_div(
+            torch.log_softmax(student, -1), torch.log_softmax(teacher, -1), log_target=True, reduction="batchmean"
+        )
 
     def task_gradients(self, loss_student: torch.Tensor, loss_kd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The two gradients the released min-norm solver sees: g_student and, because the
@@ -157,8 +188,12 @@ class AsReleasedObjective(Objective):
         loss_student = self.model.loss(batch.users, batch.pos, batch.neg, emb=emb)
         loss_kd = self.kd_loss(emb, batch.users)
         w_student, w_kd = self.loss_weights(loss_student, loss_kd)
-        logs = {"loss_backbone": float(loss_student.detach()), "loss_kd": float(loss_kd.detach()),
-                "w_student": w_student, "w_kd": w_kd}
+        logs = {
+            "loss_backbone": float(loss_student.detach()),
+            "loss_kd": float(loss_kd.detach()),
+            "w_student": w_student,
+            "w_kd": w_kd,
+        }
         return w_student * loss_student + w_kd * loss_kd, logs
 
     # --- state and artefacts -------------------------------------------------------------------
@@ -183,6 +218,12 @@ class AsReleasedObjective(Objective):
         teacher = teacher_report(self.teacher, evaluate, run_dir)
         cal = self.train_row_calibration()
         save_amsc(run_dir / "amsc.npz", self.inputs, cal, None, -1)
-        denoise = detection_report(run_dir / "denoise.json", self.dataset, self.inputs, cal.false_mask, None,
-                                   {"detector": "released clean mask (untrained projections)"})
+        denoise = detection_report(
+            run_dir / "denoise.json",
+            self.dataset,
+            self.inputs,
+            cal.false_mask,
+            None,
+            {"detector": "released clean mask (untrained projections)"},
+        )
         return {"teacher": teacher, "detection": denoise}

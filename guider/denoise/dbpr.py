@@ -24,6 +24,8 @@ def dbpr_weights(false_mask: torch.Tensor, confidence: torch.Tensor, false_weigh
     return torch.where(false_mask, false_weight * confidence, torch.ones_like(confidence))
 
 
-def dbpr_loss(model: Recommender, users, pos, neg, weights: torch.Tensor, emb: Embeddings | None = None) -> torch.Tensor:
+def dbpr_loss(
+    model: Recommender, users, pos, neg, weights: torch.Tensor, emb: Embeddings | None = None
+) -> torch.Tensor:
     """Scalar DBPR loss of a batch for any backbone following the model protocol."""
     return model.loss(users, pos, neg, emb=emb, weights=weights)

@@ -95,7 +95,9 @@ def ot_distillation(
     return entropic_ot(p_student, p_teacher, cost, eps, max_iter, tol).mean()
 
 
-def kl_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def kl_distillation(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
     """L_KD = mean_u KL(p_T || p_S) over the same candidates (the `kl_kd` ablation)."""
     log_p_student = torch.log_softmax(student_logits / temperature, dim=-1)  # [U, K]
     log_p_teacher = torch.log_softmax(teacher_logits.detach() / temperature, dim=-1)  # [U, K]

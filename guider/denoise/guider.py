@@ -53,12 +53,30 @@ from guider.objective import Batch, Evaluator, Objective, register_objective
 log = logging.getLogger(__name__)
 
 PAPER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "amsc": {"knn_k": 10, "text_weight": 0.5, "warmup_epochs": 5, "every": 5, "tau": 1.0,
-             "max_false_ratio": 0.2, "min_history": 4},
+    "amsc": {
+        "knn_k": 10,
+        "text_weight": 0.5,
+        "warmup_epochs": 5,
+        "every": 5,
+        "tau": 1.0,
+        "max_false_ratio": 0.2,
+        "min_history": 4,
+    },
     "teacher": {"backbone": "lightgcn", "n_layers": 2, "embedding_size": 64, "reg_weight": 1e-4, "lr": 0.001},
     "dbpr": {"false_weight": 0.5},
-    "kd": {"loss": "ot", "weight": 0.1, "temperature": 1.0, "eps": 0.05, "candidates": 50, "teacher_top": 24,
-           "users": 128, "iters": 30, "tol": 1e-5, "balance": "fixed", "refresh_teacher": True},
+    "kd": {
+        "loss": "ot",
+        "weight": 0.1,
+        "temperature": 1.0,
+        "eps": 0.05,
+        "candidates": 50,
+        "teacher_top": 24,
+        "users": 128,
+        "iters": 30,
+        "tol": 1e-5,
+        "balance": "fixed",
+        "refresh_teacher": True,
+    },
 }
 
 
@@ -96,8 +114,9 @@ class GuiderObjective(Objective):
         self.calibrated_epoch = -1
         self.false_share = 0.0  # share of train rows currently false (logged)
         teacher_hparams = {k: v for k, v in self.teacher_config.items() if k not in ("backbone", "lr")}
-        self.teacher = Teacher(self.teacher_config["backbone"], inputs, teacher_hparams,
-                               float(self.teacher_config["lr"]), self.seed)
+        self.teacher = Teacher(
+            self.teacher_config["backbone"], inputs, teacher_hparams, float(self.teacher_config["lr"]), self.seed
+        )
         self.generator = torch.Generator()
         self._stale_teacher_emb: Embeddings | None = None  # the teacher's last training forward, detached
         self._next_teacher_forward: Embeddings | None = None  # post-step forward, reused by the next step
@@ -113,8 +132,14 @@ class GuiderObjective(Objective):
             raise ValueError("kd.candidates must be >= 2, kd.users and kd.iters >= 1, kd.teacher_top >= 0")
 
     def _build_amsc(self) -> AMSC:
-        return AMSC(self.train_users, self.train_items, self.inputs.n_users,
-                    self.inputs.text_feat, self.inputs.image_feat, self.amsc_config)
+        return AMSC(
+            self.train_users,
+            self.train_items,
+            self.inputs.n_users,
+            self.inputs.text_feat,
+            self.inputs.image_feat,
+            self.amsc_config,
+        )
 
     # --- per epoch -------------------------------------------------------------------------
     def on_epoch_start(self, epoch: int, generator: torch.Generator) -> None:
@@ -186,15 +211,28 @@ class GuiderObjective(Objective):
         teacher_emb = self.teacher_embeddings_for_kd()
         with torch.no_grad():
             teacher_full = self.teacher.model.scores(teacher_emb, users)  # [U, n_items]
-            cands = build_candidates(teacher_full, batch.pos[first], batch.neg[first], self.kd["candidates"],
-                                     self.kd["teacher_top"], self.generator)  # [U, K]
+            cands = build_candidates(
+                teacher_full,
+                batch.pos[first],
+                batch.neg[first],
+                self.kd["candidates"],
+                self.kd["teacher_top"],
+                self.generator,
+            )  # [U, K]
             teacher_logits = teacher_full.gather(1, cands)  # [U, K]
         student_logits = self.model.scores(emb, users, cands)  # [U, K]
         if self.kd["loss"] == "kl":
             return kl_distillation(student_logits, teacher_logits, self.kd["temperature"])
         item_emb = self.teacher.model.item_embeddings(teacher_emb)[cands]  # [U, K, d]
-        return ot_distillation(student_logits, teacher_logits, item_emb, self.kd["temperature"], self.kd["eps"],
-                               self.kd["iters"], self.kd["tol"])
+        return ot_distillation(
+            student_logits,
+            teacher_logits,
+            item_emb,
+            self.kd["temperature"],
+            self.kd["eps"],
+            self.kd["iters"],
+            self.kd["tol"],
+        )
 
     def _backbone_share(self, loss_backbone: torch.Tensor, loss_kd: torch.Tensor) -> float | None:
         """Min-norm weight of the backbone task (kd.balance mgda), None for fixed weights."""
@@ -206,8 +244,13 @@ class GuiderObjective(Objective):
     # --- state and artefacts -----------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         cal = self.calibration
-        return {"teacher": self.teacher.state_dict(), "calibrated_epoch": self.calibrated_epoch,
-                "calibration": {k: getattr(cal, k).detach().cpu().clone() for k in ("false_mask", "weights", "z", "scores")}}
+        return {
+            "teacher": self.teacher.state_dict(),
+            "calibrated_epoch": self.calibrated_epoch,
+            "calibration": {
+                k: getattr(cal, k).detach().cpu().clone() for k in ("false_mask", "weights", "z", "scores")
+            },
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.teacher.load_state_dict(state["teacher"])
@@ -220,10 +263,17 @@ class GuiderObjective(Objective):
         teacher = teacher_report(self.teacher, evaluate, Path(run_dir))
         confidence = None if self.amsc is None else self.amsc.confidence
         save_amsc(Path(run_dir) / "amsc.npz", self.inputs, self.calibration, confidence, self.calibrated_epoch)
-        denoise = detection_report(Path(run_dir) / "denoise.json", self.dataset, self.inputs,
-                                   self.calibration.false_mask, confidence,
-                                   {"detector": "amsc" if self.amsc is not None else "none (all true)",
-                                    "calibrated_epoch": self.calibrated_epoch})
+        denoise = detection_report(
+            Path(run_dir) / "denoise.json",
+            self.dataset,
+            self.inputs,
+            self.calibration.false_mask,
+            confidence,
+            {
+                "detector": "amsc" if self.amsc is not None else "none (all true)",
+                "calibrated_epoch": self.calibrated_epoch,
+            },
+        )
         return {"teacher": teacher, "detection": denoise}
 
 
@@ -233,8 +283,12 @@ def _detached(emb: Embeddings) -> Embeddings:
 
 def _all_true(n_rows: int, device: torch.device) -> Calibration:
     zeros = torch.zeros(n_rows, device=device)
-    return Calibration(torch.zeros(n_rows, dtype=torch.bool, device=device), torch.full((n_rows,), 0.5, device=device),
-                       zeros, zeros.clone())
+    return Calibration(
+        torch.zeros(n_rows, dtype=torch.bool, device=device),
+        torch.full((n_rows,), 0.5, device=device),
+        zeros,
+        zeros.clone(),
+    )
 
 
 @register_objective("no_amsc")

@@ -57,13 +57,23 @@ def misaligned_items(dataset: Dataset) -> np.ndarray | None:
     return np.unique(np.concatenate([np.asarray(x, dtype=np.int64).reshape(-1) for x in lists]))
 
 
-def detection_report(path: Path, dataset: Dataset, inputs: ModelInputs, false_mask: torch.Tensor,
-                     confidence: torch.Tensor | None, extra: dict[str, Any]) -> dict[str, Any]:
+def detection_report(
+    path: Path,
+    dataset: Dataset,
+    inputs: ModelInputs,
+    false_mask: torch.Tensor,
+    confidence: torch.Tensor | None,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
     """denoise.json: the false set scored against `is_noise` and against the interactions
     with misaligned items, where the dataset records them (null otherwise)."""
     predicted = false_mask.cpu().numpy().astype(bool)
-    report: dict[str, Any] = {**extra, "train_rows": int(len(predicted)), "false_rows": int(predicted.sum()),
-                              "false_ratio": float(predicted.mean()) if len(predicted) else 0.0}
+    report: dict[str, Any] = {
+        **extra,
+        "train_rows": int(len(predicted)),
+        "false_rows": int(predicted.sum()),
+        "false_ratio": float(predicted.mean()) if len(predicted) else 0.0,
+    }
     labels = dataset.train_noise_labels
     if labels is not None and len(labels) != len(predicted):
         raise ValueError(f"{dataset.name}: {len(labels)} is_noise labels for {len(predicted)} train rows")
@@ -79,8 +89,10 @@ def _misaligned_report(dataset, inputs, predicted, confidence) -> dict[str, Any]
         return None
     flagged = np.zeros(inputs.n_items, dtype=bool)
     flagged[items] = True
-    report = {"n_items": int(len(items)),
-              "interactions": precision_recall_f1(predicted, flagged[np.asarray(inputs.train_items)])}
+    report = {
+        "n_items": int(len(items)),
+        "interactions": precision_recall_f1(predicted, flagged[np.asarray(inputs.train_items)]),
+    }
     if confidence is not None:
         conf = confidence.detach().cpu().numpy()
         report["mean_confidence_misaligned"] = float(conf[flagged].mean()) if flagged.any() else None

@@ -52,5 +52,7 @@ class TruncatedLoss(Objective):
         per_sample = self.model.sample_losses(emb, batch.users, batch.pos, batch.neg)  # [B]
         n_keep = max(1, int((1.0 - rate) * len(per_sample)))
         keep = torch.argsort(per_sample.detach(), stable=True)[:n_keep]  # smallest losses
-        loss = per_sample[keep].mean() + self.model.regularization(emb, batch.users[keep], batch.pos[keep], batch.neg[keep])
+        loss = per_sample[keep].mean() + self.model.regularization(
+            emb, batch.users[keep], batch.pos[keep], batch.neg[keep]
+        )
         return loss, {"drop_rate": rate}

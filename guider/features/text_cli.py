@@ -23,8 +23,11 @@ DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, batch_size=64)
-    parser.add_argument("--encoder", default=DEFAULT_ENCODER,
-                        help=f"sentence-transformers model name or local folder (default {DEFAULT_ENCODER}, bundled offline)")
+    parser.add_argument(
+        "--encoder",
+        default=DEFAULT_ENCODER,
+        help=f"sentence-transformers model name or local folder (default {DEFAULT_ENCODER}, bundled offline)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,19 +40,33 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if cached is not None:
         features = cached[0]
-        log.info("text features of %d items from the cache (%s)", len(texts), cache.path("text", args.encoder, fingerprint))
+        log.info(
+            "text features of %d items from the cache (%s)", len(texts), cache.path("text", args.encoder, fingerprint)
+        )
     else:
         from guider.features.text import encode_texts
 
-        features = encode_texts(texts, model_name=args.encoder, device=args.device,
-                                batch_size=args.batch_size, progress=not args.no_progress)
+        features = encode_texts(
+            texts,
+            model_name=args.encoder,
+            device=args.device,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+        )
         if not args.no_cache:
             cache.store("text", args.encoder, fingerprint, features, [])
     seconds = time.perf_counter() - start
     empty = [i for i, text in enumerate(texts) if not text.strip()]
-    info = {"encoder": args.encoder, "dim": int(features.shape[1]), "fingerprint": fingerprint,
-            "source": "item_content.csv text", "empty_text_items": empty}
+    info = {
+        "encoder": args.encoder,
+        "dim": int(features.shape[1]),
+        "fingerprint": fingerprint,
+        "source": "item_content.csv text",
+        "empty_text_items": empty,
+    }
     path = write_features(args.data, "text", features, info)
-    print(f"{path}: {features.shape[0]} items x {features.shape[1]} ({args.encoder}) in {seconds:.1f} s"
-          + (" (cached)" if cached is not None else ""))
+    print(
+        f"{path}: {features.shape[0]} items x {features.shape[1]} ({args.encoder}) in {seconds:.1f} s"
+        + (" (cached)" if cached is not None else "")
+    )
     return 0

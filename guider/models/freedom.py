@@ -30,7 +30,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from guider.models.base import Embeddings, ModelInputs, Recommender
-from guider.models.graph import propagate_mean, sparse_matmul, sym_norm_bipartite_adj, to_csr, to_torch_sparse, transpose_csr
+from guider.models.graph import (
+    propagate_mean,
+    sparse_matmul,
+    sym_norm_bipartite_adj,
+    to_csr,
+    to_torch_sparse,
+    transpose_csr,
+)
 from guider.models.modalities import present_modalities
 from guider.models.registry import register
 

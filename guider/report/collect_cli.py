@@ -9,8 +9,13 @@ from guider.atomic import atomic_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--metrics", nargs="+", required=True, type=Path,
-                        help="metrics.json of every run, laid out as .../<dataset>/<data>/<backbone>/<method>/seed<k>/")
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        required=True,
+        type=Path,
+        help="metrics.json of every run, laid out as .../<dataset>/<data>/<backbone>/<method>/seed<k>/",
+    )
     parser.add_argument("--out", required=True, type=Path, help="runs.csv to write (one row per run)")
     parser.add_argument("--curves", type=Path, help="also write the per-epoch log of every run to this CSV")
 

@@ -9,9 +9,13 @@ KINDS = ("comparison", "noise", "ablation", "curves", "detection")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("kind", choices=KINDS, help="comparison: plain vs GUIDER bars; noise: metric vs injected "
-                        "noise; ablation: bars per method; curves: validation metric per epoch; detection: "
-                        "AMSC precision/recall vs injected noise")
+    parser.add_argument(
+        "kind",
+        choices=KINDS,
+        help="comparison: plain vs GUIDER bars; noise: metric vs injected "
+        "noise; ablation: bars per method; curves: validation metric per epoch; detection: "
+        "AMSC precision/recall vs injected noise",
+    )
     parser.add_argument("--runs", required=True, type=Path, help="runs.csv from `guider report collect`")
     parser.add_argument("--curves", type=Path, help="training curves CSV (kind 'curves')")
     parser.add_argument("--metric", default="recall@20", help="metric to plot")
@@ -29,8 +33,12 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("figure 'curves' needs --curves (the CSV from `guider report collect --curves`)")
         fig = figures.training_curves(pd.read_csv(args.curves), args.metric)
     else:
-        draw = {"comparison": figures.comparison_bars, "noise": figures.noise_curves,
-                "ablation": figures.ablation_bars, "detection": lambda r, _m: figures.detection_quality(r)}[args.kind]
+        draw = {
+            "comparison": figures.comparison_bars,
+            "noise": figures.noise_curves,
+            "ablation": figures.ablation_bars,
+            "detection": lambda r, _m: figures.detection_quality(r),
+        }[args.kind]
         fig = draw(runs, args.metric)
     paths = figures.save_figure(fig, args.out)
     print(" ".join(str(p) for p in paths))

@@ -20,7 +20,13 @@ import pandas as pd  # noqa: E402
 
 from guider.atomic import atomic_path  # noqa: E402
 from guider.report.labels import (  # noqa: E402
-    backbone_name, backbone_order, dataset_name, dataset_order, display_name, method_order, metric_long_name,
+    backbone_name,
+    backbone_order,
+    dataset_name,
+    dataset_order,
+    display_name,
+    method_order,
+    metric_long_name,
 )
 from guider.report.runs import BASE_DATA  # noqa: E402
 
@@ -54,7 +60,9 @@ def method_color(method: str, methods: list[str]) -> tuple | str:
 
 def comparison_bars(runs: pd.DataFrame, metric: str, methods: tuple[str, ...] = ("none", "paper")) -> plt.Figure:
     """One panel per dataset: grouped bars, backbone x method, on the base data."""
-    base = _require(runs[(runs["data"] == BASE_DATA) & runs["method"].isin(methods)], "plain/GUIDER runs on the base data")
+    base = _require(
+        runs[(runs["data"] == BASE_DATA) & runs["method"].isin(methods)], "plain/GUIDER runs on the base data"
+    )
     return _grouped_bar_panels(base, metric, list(methods), title="Test {metric}: plain backbone vs GUIDER")
 
 
@@ -66,8 +74,12 @@ def ablation_bars(runs: pd.DataFrame, metric: str) -> plt.Figure:
         raise ValueError("no ablation runs in runs.csv (methods other than 'none' and 'paper' on the base data)")
     ablated = base[base["method"].isin(extra)]
     subset = base[base["dataset"].isin(ablated["dataset"]) & base["backbone"].isin(ablated["backbone"])]
-    return _grouped_bar_panels(subset, metric, method_order(subset["method"].unique()),
-                               title="Test {metric}: ablations and denoising baselines")
+    return _grouped_bar_panels(
+        subset,
+        metric,
+        method_order(subset["method"].unique()),
+        title="Test {metric}: ablations and denoising baselines",
+    )
 
 
 def noise_curves(runs: pd.DataFrame, metric: str) -> plt.Figure:
@@ -75,8 +87,12 @@ def noise_curves(runs: pd.DataFrame, metric: str) -> plt.Figure:
     noisy = runs[runs["data"] != BASE_DATA]
     _require(noisy, "injected-noise runs")
     study = runs[runs["dataset"].isin(noisy["dataset"])]
-    keys = [(d, b) for d in dataset_order(noisy["dataset"]) for b in backbone_order(noisy["backbone"])
-            if ((noisy["dataset"] == d) & (noisy["backbone"] == b)).any()]
+    keys = [
+        (d, b)
+        for d in dataset_order(noisy["dataset"])
+        for b in backbone_order(noisy["backbone"])
+        if ((noisy["dataset"] == d) & (noisy["backbone"] == b)).any()
+    ]
     methods = method_order(noisy["method"].unique())
     fig, axes = _panel_grid(len(keys), width=4.0, height=3.0)
     for ax, (dataset, backbone) in zip(axes, keys):
@@ -85,8 +101,14 @@ def noise_curves(runs: pd.DataFrame, metric: str) -> plt.Figure:
             summary = _summarise(sel, "noise_ratio", f"test.{metric}")
             color = method_color(method, methods)
             ax.plot(summary.index, summary["mean"], marker="o", color=color, label=display_name(method))
-            ax.fill_between(summary.index, summary["mean"] - summary["std"], summary["mean"] + summary["std"],
-                            color=color, alpha=0.2, linewidth=0)
+            ax.fill_between(
+                summary.index,
+                summary["mean"] - summary["std"],
+                summary["mean"] + summary["std"],
+                color=color,
+                alpha=0.2,
+                linewidth=0,
+            )
         ax.set_title(f"{dataset_name(dataset)} · {backbone_name(backbone)}")
         ax.set_xlabel("injected noise ratio")
         ax.set_ylabel(f"test {metric_long_name(metric)}")
@@ -113,8 +135,13 @@ def training_curves(curves: pd.DataFrame, metric: str, methods: tuple[str, ...] 
                 mean = _common_epoch_mean(sel, column)
                 if mean.empty:
                     continue
-                ax.plot(mean.index, mean.to_numpy(), linestyle=styles[method], color=_PALETTE[b_index % len(_PALETTE)],
-                        label=f"{backbone_name(backbone)} {display_name(method)}")
+                ax.plot(
+                    mean.index,
+                    mean.to_numpy(),
+                    linestyle=styles[method],
+                    color=_PALETTE[b_index % len(_PALETTE)],
+                    label=f"{backbone_name(backbone)} {display_name(method)}",
+                )
         ax.set_title(dataset_name(dataset))
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -135,16 +162,30 @@ def detection_quality(runs: pd.DataFrame, method: str = "paper") -> plt.Figure:
     backbones = backbone_order(noisy["backbone"])
     fig, axes = _panel_grid(2 * len(datasets), width=4.2, height=3.0, ncols=2)
     for d_index, dataset in enumerate(datasets):
-        for ax, col in zip(axes[2 * d_index: 2 * d_index + 2], cols):
+        for ax, col in zip(axes[2 * d_index : 2 * d_index + 2], cols):
             for b_index, backbone in enumerate(backbones):
                 sel = noisy[(noisy["dataset"] == dataset) & (noisy["backbone"] == backbone)]
                 summary = _summarise(sel, "noise_ratio", col)
-                ax.errorbar(summary.index, summary["mean"], yerr=summary["std"], marker="o", capsize=3,
-                            color=_PALETTE[b_index % len(_PALETTE)], label=backbone_name(backbone))
+                ax.errorbar(
+                    summary.index,
+                    summary["mean"],
+                    yerr=summary["std"],
+                    marker="o",
+                    capsize=3,
+                    color=_PALETTE[b_index % len(_PALETTE)],
+                    label=backbone_name(backbone),
+                )
             ratios = np.sort(noisy.loc[noisy["dataset"] == dataset, "noise_ratio"].unique())
             if col.endswith("precision"):  # a random detector's precision is the noise share of train
-                ax.plot(ratios, ratios / (1 + ratios), color="black", linestyle=":", marker="_", markersize=12,
-                        label="random detector")
+                ax.plot(
+                    ratios,
+                    ratios / (1 + ratios),
+                    color="black",
+                    linestyle=":",
+                    marker="_",
+                    markersize=12,
+                    label="random detector",
+                )
             ax.set_title(f"{dataset_name(dataset)} · AMSC {col.split('.')[-1]}")
             ax.set_xlabel("injected noise ratio")
             ax.set_ylabel(col.split(".")[-1])
@@ -160,16 +201,29 @@ def _grouped_bar_panels(runs: pd.DataFrame, metric: str, methods: list[str], tit
     datasets = dataset_order(runs["dataset"])
     backbones = backbone_order(runs["backbone"])
     width = 0.8 / len(methods)
-    fig, axes = _panel_grid(len(datasets), width=max(4.5, 0.25 * len(backbones) * len(methods) + 1.5),
-                            height=3.4, ncols=1 if len(methods) > 3 else 2)
+    fig, axes = _panel_grid(
+        len(datasets),
+        width=max(4.5, 0.25 * len(backbones) * len(methods) + 1.5),
+        height=3.4,
+        ncols=1 if len(methods) > 3 else 2,
+    )
     for ax, dataset in zip(axes, datasets):
         x = np.arange(len(backbones))
         for m_index, method in enumerate(methods):
-            summary = _summarise(runs[(runs["dataset"] == dataset) & (runs["method"] == method)], "backbone", f"test.{metric}")
+            summary = _summarise(
+                runs[(runs["dataset"] == dataset) & (runs["method"] == method)], "backbone", f"test.{metric}"
+            )
             means = summary["mean"].reindex(backbones).to_numpy()
             stds = summary["std"].reindex(backbones).to_numpy()
-            ax.bar(x + (m_index - (len(methods) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
-                   color=method_color(method, methods), label=display_name(method))
+            ax.bar(
+                x + (m_index - (len(methods) - 1) / 2) * width,
+                means,
+                width,
+                yerr=stds,
+                capsize=2,
+                color=method_color(method, methods),
+                label=display_name(method),
+            )
         ax.set_xticks(x, [backbone_name(b) for b in backbones])
         ax.set_title(dataset_name(dataset))
         ax.set_ylabel(f"test {metric_long_name(metric)}")
@@ -199,8 +253,9 @@ def _common_epoch_mean(rows: pd.DataFrame, column: str) -> pd.Series:
 def _panel_grid(n: int, width: float, height: float, ncols: int = 3) -> tuple[plt.Figure, list[plt.Axes]]:
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows + 0.9), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(width * ncols, height * nrows + 0.9), squeeze=False, layout="constrained"
+    )
     flat = list(axes.ravel())
     for ax in flat[n:]:
         ax.set_visible(False)

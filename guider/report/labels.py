@@ -40,8 +40,15 @@ def method_order(labels) -> list[str]:
 
 
 # display names, in the order of the paper's tables
-BACKBONES = {"bpr": "BPR", "lightgcn": "LightGCN", "vbpr": "VBPR", "freedom": "FREEDOM", "bm3": "BM3",
-             "lattice": "LATTICE", "pop": "MostPop"}
+BACKBONES = {
+    "bpr": "BPR",
+    "lightgcn": "LightGCN",
+    "vbpr": "VBPR",
+    "freedom": "FREEDOM",
+    "bm3": "BM3",
+    "lattice": "LATTICE",
+    "pop": "MostPop",
+}
 _METRIC_SHORT = {"recall": "R", "ndcg": "N", "precision": "P", "map": "MAP"}
 
 

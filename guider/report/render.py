@@ -5,9 +5,20 @@ from __future__ import annotations
 from guider.report.labels import dataset_name, metric_name
 from guider.report.tables import DECIMALS, SEED_MARK, USER_MARK, Cell, Table
 
-_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "<": r"$<$", ">": r"$>$"}
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"$<$",
+    ">": r"$>$",
+}
 _LATEX_MARKS = {SEED_MARK: "*", USER_MARK: r"\dagger"}
 
 
@@ -29,9 +40,18 @@ def latex(table: Table, label: str) -> str:
     groups = " & ".join(rf"\multicolumn{{{n}}}{{c}}{{{_tex(dataset_name(g))}}}" for g in table.groups)
     rules = " ".join(rf"\cmidrule(lr){{{3 + i * n}-{2 + (i + 1) * n}}}" for i in range(len(table.groups)))
     metrics = " & ".join(_tex(metric_name(m)) for _, m in table.columns)
-    lines = [r"\begin{table*}[t]", r"\centering", rf"\caption{{{_tex(table.caption)}}}", rf"\label{{{label}}}",
-             r"\small", rf"\begin{{tabular}}{{{spec}}}", r"\toprule", rf" & & {groups} \\", rules,
-             rf"Backbone & Method & {metrics} \\"]
+    lines = [
+        r"\begin{table*}[t]",
+        r"\centering",
+        rf"\caption{{{_tex(table.caption)}}}",
+        rf"\label{{{label}}}",
+        r"\small",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        rf" & & {groups} \\",
+        rules,
+        rf"Backbone & Method & {metrics} \\",
+    ]
     previous_block = None
     for row in table.rows:
         if row.block != previous_block:

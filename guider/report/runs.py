@@ -25,8 +25,22 @@ from guider.report.labels import method_label
 BASE_DATA = "base"
 _NOISE_DATA = re.compile(r"^noise(\d+(?:\.\d+)?)$")
 _SEED_DIR = re.compile(r"^seed(\d+)$")
-RUN_COLUMNS = ["dataset", "data", "noise_ratio", "backbone", "method", "variant", "denoise", "seed",
-               "best_epoch", "epochs_run", "train_seconds", "seconds_per_epoch", "device", "run_dir"]
+RUN_COLUMNS = [
+    "dataset",
+    "data",
+    "noise_ratio",
+    "backbone",
+    "method",
+    "variant",
+    "denoise",
+    "seed",
+    "best_epoch",
+    "epochs_run",
+    "train_seconds",
+    "seconds_per_epoch",
+    "device",
+    "run_dir",
+]
 
 
 @dataclass(frozen=True)
@@ -81,8 +95,14 @@ def read_run(metrics_path: str | Path) -> dict:
     variant, denoise = _method_of(metrics, config, metrics_path)
     _check_consistent(key, metrics, method_label(variant, denoise), metrics_path)
     row = {
-        "dataset": key.dataset, "data": key.data, "noise_ratio": key.noise_ratio, "backbone": key.backbone,
-        "method": key.method, "variant": variant, "denoise": denoise, "seed": key.seed,
+        "dataset": key.dataset,
+        "data": key.data,
+        "noise_ratio": key.noise_ratio,
+        "backbone": key.backbone,
+        "method": key.method,
+        "variant": variant,
+        "denoise": denoise,
+        "seed": key.seed,
         **{k: metrics.get(k) for k in ("best_epoch", "epochs_run", "train_seconds", "seconds_per_epoch", "device")},
         "run_dir": str(metrics_path.parent),
     }

@@ -31,8 +31,18 @@ def noise_curve(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
         if (dataset, backbone, method) not in noisy_keys:
             continue
         mean, std = mean_std(sel[_column(sel, metric)].to_numpy())
-        rows.append({"dataset": dataset, "backbone": backbone, "method": method, "noise_ratio": ratio,
-                     "metric": metric, "mean": mean, "std": std, "n": len(sel)})
+        rows.append(
+            {
+                "dataset": dataset,
+                "backbone": backbone,
+                "method": method,
+                "noise_ratio": ratio,
+                "metric": metric,
+                "mean": mean,
+                "std": std,
+                "n": len(sel),
+            }
+        )
     return pd.DataFrame(rows, columns=["dataset", "backbone", "method", "noise_ratio", "metric", "mean", "std", "n"])
 
 

@@ -9,11 +9,18 @@ DEFAULT_METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("kind", choices=["main", "ablation"], help="main: plain vs GUIDER with significance; "
-                                                                   "ablation: every method that was run")
+    parser.add_argument(
+        "kind",
+        choices=["main", "ablation"],
+        help="main: plain vs GUIDER with significance; ablation: every method that was run",
+    )
     parser.add_argument("--runs", required=True, type=Path, help="runs.csv from `guider report collect`")
-    parser.add_argument("--out", required=True, type=Path, help="output stem: writes STEM.md and STEM.tex "
-                                                               "(main also STEM_significance.csv)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output stem: writes STEM.md and STEM.tex (main also STEM_significance.csv)",
+    )
     parser.add_argument("--metrics", nargs="+", default=DEFAULT_METRICS, help="table columns per dataset")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm correction")
     parser.add_argument("--treatment", default="paper", help="method compared against --baseline (main table)")
@@ -29,8 +36,9 @@ def run(args: argparse.Namespace) -> int:
 
     runs = pd.read_csv(args.runs)
     if args.kind == "main":
-        table, tests = tables.main_table(runs, args.metrics, treatment=args.treatment, baseline=args.baseline,
-                                         alpha=args.alpha)
+        table, tests = tables.main_table(
+            runs, args.metrics, treatment=args.treatment, baseline=args.baseline, alpha=args.alpha
+        )
         write_csv(tests, Path(f"{args.out}_significance.csv"))
     else:
         table = tables.ablation_table(runs, args.metrics)

@@ -79,8 +79,9 @@ def seed_values(runs: pd.DataFrame, dataset: str, backbone: str, method: str, me
     return rows.set_index("seed")[column].sort_index()
 
 
-def user_values(runs: pd.DataFrame, dataset: str, backbone: str, method: str, metric: str,
-                load: PerUserLoader = read_per_user) -> pd.Series:
+def user_values(
+    runs: pd.DataFrame, dataset: str, backbone: str, method: str, metric: str, load: PerUserLoader = read_per_user
+) -> pd.Series:
     """Per-user test `metric` averaged over the seeds of one (dataset, backbone, method), by userID."""
     frames = []
     for run_dir in _select(runs, dataset, backbone, method)["run_dir"]:
@@ -91,24 +92,46 @@ def user_values(runs: pd.DataFrame, dataset: str, backbone: str, method: str, me
     return pd.concat(frames, axis=1).mean(axis=1).sort_index()
 
 
-def compare(runs: pd.DataFrame, dataset: str, backbone: str, metric: str, treatment: str, baseline: str,
-            load: PerUserLoader = read_per_user) -> dict:
+def compare(
+    runs: pd.DataFrame,
+    dataset: str,
+    backbone: str,
+    metric: str,
+    treatment: str,
+    baseline: str,
+    load: PerUserLoader = read_per_user,
+) -> dict:
     """Raw p-values of treatment vs baseline over seeds and over users (unadjusted)."""
-    t_seeds, b_seeds = seed_values(runs, dataset, backbone, treatment, metric), seed_values(runs, dataset, backbone, baseline, metric)
+    t_seeds, b_seeds = (
+        seed_values(runs, dataset, backbone, treatment, metric),
+        seed_values(runs, dataset, backbone, baseline, metric),
+    )
     seeds = t_seeds.index.intersection(b_seeds.index)
-    t_users, b_users = user_values(runs, dataset, backbone, treatment, metric, load), user_values(runs, dataset, backbone, baseline, metric, load)
+    t_users, b_users = (
+        user_values(runs, dataset, backbone, treatment, metric, load),
+        user_values(runs, dataset, backbone, baseline, metric, load),
+    )
     users = t_users.index.intersection(b_users.index)
     if len(users) != len(t_users) or len(users) != len(b_users):
         raise ValueError(f"{dataset}/{backbone}/{metric}: the two methods were evaluated on different users")
     return {
-        "dataset": dataset, "backbone": backbone, "metric": metric, "n_seeds": len(seeds), "n_users": len(users),
+        "dataset": dataset,
+        "backbone": backbone,
+        "metric": metric,
+        "n_seeds": len(seeds),
+        "n_users": len(users),
         "p_seeds": stats.paired_ttest(t_seeds[seeds].to_numpy(), b_seeds[seeds].to_numpy()),
         "p_users": stats.wilcoxon(t_users[users].to_numpy(), b_users[users].to_numpy()),
     }
 
 
-def significance(runs: pd.DataFrame, metrics: list[str], treatment: str = "paper", baseline: str = "none",
-                 load: PerUserLoader = read_per_user) -> pd.DataFrame:
+def significance(
+    runs: pd.DataFrame,
+    metrics: list[str],
+    treatment: str = "paper",
+    baseline: str = "none",
+    load: PerUserLoader = read_per_user,
+) -> pd.DataFrame:
     """Every (dataset, backbone, metric) comparison run on the base data, with Holm-adjusted p-values."""
     rows = []
     for dataset in _datasets(runs):
@@ -121,23 +144,36 @@ def significance(runs: pd.DataFrame, metrics: list[str], treatment: str = "paper
     return table
 
 
-def main_table(runs: pd.DataFrame, metrics: list[str], *, treatment: str = "paper", baseline: str = "none",
-               alpha: float = 0.05, load: PerUserLoader = read_per_user) -> tuple[Table, pd.DataFrame]:
+def main_table(
+    runs: pd.DataFrame,
+    metrics: list[str],
+    *,
+    treatment: str = "paper",
+    baseline: str = "none",
+    alpha: float = 0.05,
+    load: PerUserLoader = read_per_user,
+) -> tuple[Table, pd.DataFrame]:
     """The main comparison table and the significance tests behind its marks."""
     tests = significance(runs, metrics, treatment, baseline, load)
     datasets = _datasets(runs)
     n_seeds = sorted(set(_select_base(runs).groupby(["dataset", "backbone", "method"]).size()))
     table = Table(
         caption=f"{display_name(treatment)} vs plain backbones: test metrics, mean ± std over {_seed_text(n_seeds)}",
-        groups=datasets, metrics=list(metrics),
-        notes=[f"{SEED_MARK}: p < {alpha} in a paired t-test over seeds; {USER_MARK}: p < {alpha} in a per-user "
-               f"Wilcoxon signed-rank test; both Holm-corrected over the {len(tests)} comparisons of this table.",
-               "Improv.: relative improvement of the mean. Bold: best mean per column."])
+        groups=datasets,
+        metrics=list(metrics),
+        notes=[
+            f"{SEED_MARK}: p < {alpha} in a paired t-test over seeds; {USER_MARK}: p < {alpha} in a per-user "
+            f"Wilcoxon signed-rank test; both Holm-corrected over the {len(tests)} comparisons of this table.",
+            "Improv.: relative improvement of the mean. Bold: best mean per column.",
+        ],
+    )
     for backbone in _backbones(runs):
         plain = _value_row(runs, table, backbone, baseline)
         guided = _value_row(runs, table, backbone, treatment, f"+{display_name(treatment)}")
         _add_marks(guided, table, tests[tests["backbone"] == backbone], alpha)
-        improvement = Row(backbone_name(backbone), "Improv.", [_improvement(b, g) for b, g in zip(plain.cells, guided.cells)], False)
+        improvement = Row(
+            backbone_name(backbone), "Improv.", [_improvement(b, g) for b, g in zip(plain.cells, guided.cells)], False
+        )
         table.rows += [plain, guided, improvement]
     _bold_best(table.rows)
     return table, tests
@@ -146,14 +182,20 @@ def main_table(runs: pd.DataFrame, metrics: list[str], *, treatment: str = "pape
 def ablation_table(runs: pd.DataFrame, metrics: list[str], methods: list[str] | None = None) -> Table:
     """Rows = methods per backbone, columns = dataset x metric, over datasets that ran an ablation."""
     base = _select_base(runs)
-    present = method_order(base["method"].unique()) if methods is None else [m for m in methods if m in set(base["method"])]
+    present = (
+        method_order(base["method"].unique()) if methods is None else [m for m in methods if m in set(base["method"])]
+    )
     extra = [m for m in present if m not in ("none", "paper")]
     if not extra:
         raise ValueError("no ablation runs found (methods other than 'none' and 'paper' on the base data)")
     ablated = base[base["method"].isin(extra)]
     datasets = dataset_order(ablated["dataset"])
-    table = Table(caption="Ablations and denoising baselines: test metrics, mean ± std over seeds",
-                  groups=datasets, metrics=list(metrics), notes=["Bold: best mean per column within each backbone."])
+    table = Table(
+        caption="Ablations and denoising baselines: test metrics, mean ± std over seeds",
+        groups=datasets,
+        metrics=list(metrics),
+        notes=["Bold: best mean per column within each backbone."],
+    )
     for backbone in backbone_order(ablated["backbone"]):
         block = [_value_row(runs, table, backbone, method) for method in present]
         block = [row for row in block if any(cell is not None for cell in row.cells)]

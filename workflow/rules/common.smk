@@ -70,6 +70,7 @@ def _check_config() -> None:
 
 _check_config()
 
+
 # --- GPU scheduling ------------------------------------------------------------------
 def visible_gpu_count() -> int:
     """GPUs this machine shows to jobs: CUDA_VISIBLE_DEVICES when set, else `nvidia-smi -L`, else 0."""
@@ -134,8 +135,10 @@ def registry_files(dataset: str) -> list[str]:
     """Upstream files `guider data download` writes for `dataset`, minus the skipped parts."""
     registry = dataset_registry()
     if dataset not in registry:
-        raise WorkflowError(f"config datasets.{dataset}: source 'download' but {dataset!r} is not in the "
-                            f"dataset registry ({', '.join(registry)})")
+        raise WorkflowError(
+            f"config datasets.{dataset}: source 'download' but {dataset!r} is not in the "
+            f"dataset registry ({', '.join(registry)})"
+        )
     skip = set(DATASETS[dataset]["skip"])
     return [f["name"] for f in registry[dataset]["files"] if f["role"] not in skip]
 
@@ -194,8 +197,13 @@ def study_runs() -> list[dict]:
     abl = config["ablation"]
     ablation = [(d, "base", b, m) for d in abl["datasets"] for b in abl["backbones"] for m in abl["methods"]]
     noise = config["noise"]
-    noisy = [(d, noise_data(r), b, m) for d in noise["datasets"] for b in noise["backbones"]
-             for m in noise["methods"] for r in noise["ratios"]]
+    noisy = [
+        (d, noise_data(r), b, m)
+        for d in noise["datasets"]
+        for b in noise["backbones"]
+        for m in noise["methods"]
+        for r in noise["ratios"]
+    ]
     keys = dict.fromkeys(main + ablation + noisy)
     return [dict(dataset=d, data=x, backbone=b, method=m, seed=s) for (d, x, b, m) in keys for s in seeds]
 
@@ -218,7 +226,9 @@ def has_ablation() -> bool:
     """Whether some run on the base data uses a method other than plain and GUIDER."""
     ablation = config["ablation"]
     extra_main = set(config["variants"]) - {"none", "paper"}
-    extra_ablation = set(ablation["methods"]) - {"none", "paper"} if ablation["datasets"] and ablation["backbones"] else set()
+    extra_ablation = (
+        set(ablation["methods"]) - {"none", "paper"} if ablation["datasets"] and ablation["backbones"] else set()
+    )
     return bool(extra_main or extra_ablation)
 
 
@@ -235,8 +245,12 @@ def figure_names() -> list[str]:
 
 
 def report_targets() -> list[str]:
-    targets = ["results/summary/runs.csv", "results/summary/metrics.json", "results/tables/main.md",
-               "results/tables/main.tex"]
+    targets = [
+        "results/summary/runs.csv",
+        "results/summary/metrics.json",
+        "results/tables/main.md",
+        "results/tables/main.tex",
+    ]
     if has_ablation():
         targets += ["results/tables/ablation.md", "results/tables/ablation.tex"]
     if has_noise_study():

@@ -10,16 +10,16 @@ for _name in datasets_by_source("download"):
             f"download_{_name}"
         output:
             download_outputs(_name),
-        conda:
-            CONDA_ENV
         log:
             f"results/logs/data/download_{_name}.log",
+        localrule: True
+        conda:
+            CONDA_ENV
+        resources:
+            **job_resources("data"),
         params:
             dataset=_name,
             args=download_args(_name),
-        localrule: True
-        resources:
-            **job_resources("data"),
         shell:
             "guider data download {params.dataset} --resources resources {params.args} --no-progress > {log} 2>&1"
 
@@ -30,17 +30,17 @@ rule prepare:
     output:
         content="results/data/{dataset}/base/item_content.csv",
         meta="results/data/{dataset}/base/dataset.json",
-    conda:
-        CONDA_ENV
     log:
         "results/logs/data/prepare_{dataset}.log",
+    wildcard_constraints:
+        dataset=name_pattern(datasets_by_source("download")),
+    conda:
+        CONDA_ENV
+    resources:
+        **job_resources("data"),
     params:
         folder=lambda wildcards, output: os.path.dirname(output.meta),
         seed=lambda wildcards: DATASETS[wildcards.dataset]["split_seed"],
-    wildcard_constraints:
-        dataset=name_pattern(datasets_by_source("download")),
-    resources:
-        **job_resources("data"),
     shell:
         "guider data prepare {wildcards.dataset} --resources resources --out {params.folder} "
         "--seed {params.seed} > {log} 2>&1"
@@ -50,18 +50,18 @@ rule synthetic:
     output:
         content="results/data/{dataset}/base/item_content.csv",
         meta="results/data/{dataset}/base/dataset.json",
-    conda:
-        CONDA_ENV
     log:
         "results/logs/data/synthetic_{dataset}.log",
-    params:
-        folder=lambda wildcards, output: os.path.dirname(output.meta),
-        args=synthetic_args,
     wildcard_constraints:
         dataset=name_pattern(datasets_by_source("synthetic")),
     localrule: True
+    conda:
+        CONDA_ENV
     resources:
         **job_resources("data"),
+    params:
+        folder=lambda wildcards, output: os.path.dirname(output.meta),
+        args=synthetic_args,
     shell:
         "guider data synthetic --out {params.folder} {params.args} --no-features > {log} 2>&1"
 
@@ -71,20 +71,20 @@ rule inject_noise:
         unpack(lambda wildcards: base_data_files(wildcards.dataset)),
     output:
         meta="results/data/{dataset}/noise{ratio}/dataset.json",
-    conda:
-        CONDA_ENV
     log:
         "results/logs/data/noise_{dataset}_{ratio}.log",
+    wildcard_constraints:
+        ratio=r"[0-9]*\.?[0-9]+",
+    localrule: True
+    conda:
+        CONDA_ENV
+    resources:
+        **job_resources("data"),
     params:
         base=lambda wildcards, input: os.path.dirname(input.meta),
         folder=lambda wildcards, output: os.path.dirname(output.meta),
         seed=config["noise"]["seed"],
         mode=config["noise"]["mode"],
-    wildcard_constraints:
-        ratio=r"[0-9]*\.?[0-9]+",
-    localrule: True
-    resources:
-        **job_resources("data"),
     shell:
         "guider data noise --data {params.base} --ratio {wildcards.ratio} --seed {params.seed} "
         "--mode {params.mode} --out {params.folder} > {log} 2>&1"

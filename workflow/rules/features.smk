@@ -7,18 +7,18 @@ rule text_features:
         content="results/data/{dataset}/base/item_content.csv",
     output:
         feat="results/data/{dataset}/base/text_feat.npy",
-    conda:
-        CONDA_ENV
     log:
         "results/logs/features/text_{dataset}.log",
-    params:
-        folder=lambda wildcards, input: os.path.dirname(input.content),
-        args=feature_args("text"),
+    conda:
+        CONDA_ENV
     threads: job_resources("features")["threads"]
     resources:
         gpu=1,
         mem_mb=job_resources("features")["mem_mb"],
         runtime=job_resources("features")["runtime"],
+    params:
+        folder=lambda wildcards, input: os.path.dirname(input.content),
+        args=feature_args("text"),
     shell:
         "guider features text --data {params.folder} {params.args} --no-progress > {log} 2>&1"
 
@@ -28,17 +28,17 @@ rule image_features:
         content="results/data/{dataset}/base/item_content.csv",
     output:
         feat="results/data/{dataset}/base/image_feat.npy",
-    conda:
-        CONDA_ENV
     log:
         "results/logs/features/image_{dataset}.log",
-    params:
-        folder=lambda wildcards, input: os.path.dirname(input.content),
-        args=feature_args("image"),
+    conda:
+        CONDA_ENV
     threads: job_resources("features")["threads"]
     resources:
         gpu=1,
         mem_mb=job_resources("features")["mem_mb"],
         runtime=job_resources("features")["runtime"],
+    params:
+        folder=lambda wildcards, input: os.path.dirname(input.content),
+        args=feature_args("image"),
     shell:
         "guider features image --data {params.folder} {params.args} --no-progress > {log} 2>&1"

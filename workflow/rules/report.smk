@@ -12,11 +12,11 @@ rule collect_runs:
     output:
         runs=report("results/summary/runs.csv", caption="../report/runs.rst", category="Summary"),
         curves="results/summary/training_curves.csv",
-    conda:
-        CONDA_ENV
     log:
         "results/logs/report/collect_runs.log",
     localrule: True
+    conda:
+        CONDA_ENV
     resources:
         **job_resources("report"),
     shell:
@@ -31,17 +31,17 @@ rule main_table:
         md="results/tables/main.md",
         tex="results/tables/main.tex",
         tests=report("results/tables/main_significance.csv", caption="../report/significance.rst", category="Tables"),
-    conda:
-        CONDA_ENV
     log:
         "results/logs/report/main_table.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    resources:
+        **job_resources("report"),
     params:
         stem=lambda wildcards, output: os.path.splitext(output.md)[0],
         metrics=REPORT_METRICS,
         alpha=config["report"]["alpha"],
-    localrule: True
-    resources:
-        **job_resources("report"),
     shell:
         "guider report table main --runs {input.runs} --out {params.stem} --metrics {params.metrics} "
         "--alpha {params.alpha} > {log} 2>&1"
@@ -53,16 +53,16 @@ rule ablation_table:
     output:
         md="results/tables/ablation.md",
         tex="results/tables/ablation.tex",
-    conda:
-        CONDA_ENV
     log:
         "results/logs/report/ablation_table.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    resources:
+        **job_resources("report"),
     params:
         stem=lambda wildcards, output: os.path.splitext(output.md)[0],
         metrics=REPORT_METRICS,
-    localrule: True
-    resources:
-        **job_resources("report"),
     shell:
         "guider report table ablation --runs {input.runs} --out {params.stem} --metrics {params.metrics} > {log} 2>&1"
 
@@ -72,15 +72,15 @@ rule headline_metrics:
         runs="results/summary/runs.csv",
     output:
         metrics="results/summary/metrics.json",
-    conda:
-        CONDA_ENV
     log:
         "results/logs/report/headline_metrics.log",
-    params:
-        metrics=REPORT_METRICS,
     localrule: True
+    conda:
+        CONDA_ENV
     resources:
         **job_resources("report"),
+    params:
+        metrics=REPORT_METRICS,
     shell:
         "guider report summary --runs {input.runs} --metrics-out {output.metrics} --metrics {params.metrics} > {log} 2>&1"
 
@@ -90,15 +90,15 @@ rule noise_curve:
         runs="results/summary/runs.csv",
     output:
         curve="results/summary/noise_curve.csv",
-    conda:
-        CONDA_ENV
     log:
         "results/logs/report/noise_curve.log",
-    params:
-        metric=FIGURE_METRIC,
     localrule: True
+    conda:
+        CONDA_ENV
     resources:
         **job_resources("report"),
+    params:
+        metric=FIGURE_METRIC,
     shell:
         "guider report summary --runs {input.runs} --noise-out {output.curve} --metric {params.metric} > {log} 2>&1"
 
@@ -109,16 +109,16 @@ rule figure_comparison:
     output:
         png=report("results/figures/comparison.png", caption="../report/comparison.rst", category="Figures"),
         pdf="results/figures/comparison.pdf",
-    conda:
-        CONDA_ENV
     log:
         "results/logs/report/figure_comparison.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    resources:
+        **job_resources("report"),
     params:
         stem=lambda wildcards, output: os.path.splitext(output.png)[0],
         metric=FIGURE_METRIC,
-    localrule: True
-    resources:
-        **job_resources("report"),
     shell:
         "guider report figure comparison --runs {input.runs} --metric {params.metric} --out {params.stem} > {log} 2>&1"
 
@@ -130,16 +130,16 @@ rule figure_curves:
     output:
         png=report("results/figures/curves.png", caption="../report/curves.rst", category="Figures"),
         pdf="results/figures/curves.pdf",
-    conda:
-        CONDA_ENV
     log:
         "results/logs/report/figure_curves.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    resources:
+        **job_resources("report"),
     params:
         stem=lambda wildcards, output: os.path.splitext(output.png)[0],
         metric=FIGURE_METRIC,
-    localrule: True
-    resources:
-        **job_resources("report"),
     shell:
         "guider report figure curves --runs {input.runs} --curves {input.curves} --metric {params.metric} "
         "--out {params.stem} > {log} 2>&1"
@@ -151,16 +151,16 @@ rule figure_ablation:
     output:
         png=report("results/figures/ablation.png", caption="../report/ablation.rst", category="Figures"),
         pdf="results/figures/ablation.pdf",
-    conda:
-        CONDA_ENV
     log:
         "results/logs/report/figure_ablation.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    resources:
+        **job_resources("report"),
     params:
         stem=lambda wildcards, output: os.path.splitext(output.png)[0],
         metric=FIGURE_METRIC,
-    localrule: True
-    resources:
-        **job_resources("report"),
     shell:
         "guider report figure ablation --runs {input.runs} --metric {params.metric} --out {params.stem} > {log} 2>&1"
 
@@ -171,16 +171,16 @@ rule figure_noise:
     output:
         png=report("results/figures/noise.png", caption="../report/noise.rst", category="Figures"),
         pdf="results/figures/noise.pdf",
-    conda:
-        CONDA_ENV
     log:
         "results/logs/report/figure_noise.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    resources:
+        **job_resources("report"),
     params:
         stem=lambda wildcards, output: os.path.splitext(output.png)[0],
         metric=FIGURE_METRIC,
-    localrule: True
-    resources:
-        **job_resources("report"),
     shell:
         "guider report figure noise --runs {input.runs} --metric {params.metric} --out {params.stem} > {log} 2>&1"
 
@@ -191,14 +191,14 @@ rule figure_detection:
     output:
         png=report("results/figures/detection.png", caption="../report/detection.rst", category="Figures"),
         pdf="results/figures/detection.pdf",
-    conda:
-        CONDA_ENV
     log:
         "results/logs/report/figure_detection.log",
-    params:
-        stem=lambda wildcards, output: os.path.splitext(output.png)[0],
     localrule: True
+    conda:
+        CONDA_ENV
     resources:
         **job_resources("report"),
+    params:
+        stem=lambda wildcards, output: os.path.splitext(output.png)[0],
     shell:
         "guider report figure detection --runs {input.runs} --out {params.stem} > {log} 2>&1"
