@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install test test-fast demo bench clean-demo
+.PHONY: install lint format test test-fast demo bench clean-demo
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## every test, slow ones included (what CI runs)
-test: $(STAMP)
+## formatting and lint checks (ruff for Python, snakefmt for the workflow rules); part of `make test`
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+
+## rewrite the tree in the checked format
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+	$(BIN)/snakefmt Snakefile workflow/rules
+
+## lint, then every test, slow ones included (what CI runs)
+test: lint
 	$(BIN)/pytest -q
 
 ## the fast subset, for the edit-test loop

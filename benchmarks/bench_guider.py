@@ -6,7 +6,8 @@
 For each backbone both trainers are built on the same data and their epochs alternate
 (plain, paper, plain, paper, ...) after one warm-up epoch each, so machine load hits both
 alike; the medians are compared. `--steps N` times only the first N batches of each
-epoch (after 2 warm-up batches) and extrapolates to a whole epoch, for slow machines. AMSC runs once every `amsc.every` epochs, so its cost
+epoch (after 2 warm-up batches) and extrapolates to a whole epoch, for slow machines.
+AMSC runs once every `amsc.every` epochs, so its cost
 is measured on its own (with the teacher's S_rec, the post-warm-up case) and amortised:
 paper s/epoch = median timed epoch + AMSC / every. The GUIDER step is split into AMSC,
 teacher (DBPR step, post-update forward, candidate top-k), OT (cost matrix + POT Sinkhorn)
@@ -35,7 +36,8 @@ import numpy as np
 import torch
 
 from guider.data import load_dataset
-from guider.denoise import distill, guider as guider_objective
+from guider.denoise import distill
+from guider.denoise import guider as guider_objective
 from guider.models import available, get_class
 from guider.train import Trainer, resolve_run_config
 

@@ -6,7 +6,8 @@ the table of test Recall@20 / NDCG@20 (mean +- std over seeds).
 
 Methods: none (plain), paper, as_released, the ablations no_amsc / no_dbpr / kl_kd / no_kd,
 and the T-CE / R-CE baselines; `--extra LABEL=VARIANT:KEY=VALUE;KEY=VALUE` adds a
-labelled configuration (e.g. `paper_w1=paper:kd.weight=1.0`) usable in --methods. Each run is one `guider train` subprocess writing
+labelled configuration (e.g. `paper_w1=paper:kd.weight=1.0`) usable in --methods.
+Each run is one `guider train` subprocess writing
 OUT/runs/<backbone>/<method>/seed<k>/; finished runs (metrics.json present) are skipped,
 so the script can be stopped and restarted. Runs are launched in priority order: every
 method for the first seed, then the --core methods (plain and paper) for the other
@@ -177,7 +178,8 @@ def run_all(args, data: Path, backbones, methods, seeds) -> None:
                 del running[key]
                 status = "ok" if proc.returncode == 0 else f"FAILED rc={proc.returncode} (see train.log)"
                 print(
-                    f"{time.time() - started:7.0f}s {key[0]:9s} {key[1]:12s} seed{key[2]} {time.time() - t0:6.0f}s {status}",
+                    f"{time.time() - started:7.0f}s {key[0]:9s} {key[1]:12s} seed{key[2]} "
+                    f"{time.time() - t0:6.0f}s {status}",
                     flush=True,
                 )
         if late and time.time() - started > args.deadline + args.grace:

@@ -5,9 +5,8 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-
 from conftest import make_dataset
+
 from guider.data import save_dataset
 from guider.data.noise import inject_noise
 from guider.denoise.as_released import AsReleasedObjective, minmax_clean

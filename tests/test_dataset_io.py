@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import make_dataset
+
 from guider.cli import main as cli
 from guider.data import DatasetError, load_dataset, save_dataset
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_dataset
+
 from guider.denoise.dbpr import dbpr_loss, dbpr_weights
 from guider.models import build_model
 from guider.train import model_inputs

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from conftest import make_dataset
+
 from guider.denoise.detection import precision_recall_f1, ranking_auc
 from guider.denoise.reporting import misaligned_items
 

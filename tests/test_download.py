@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from http_fixture import FIXTURES, UpstreamServer
 
 from guider.cli import main
 from guider.data.checksum_lock import ChecksumLock
@@ -21,7 +22,6 @@ from guider.data.download import (
     fetch_images,
 )
 from guider.data.registry import DEFAULT_REGISTRY, get_dataset, load_registry, with_mirror
-from http_fixture import FIXTURES, UpstreamServer
 
 RATINGS_PATH = "/data/amazon/productGraph/categoryFiles/ratings_Baby.csv"
 RATINGS = FIXTURES / RATINGS_PATH.lstrip("/")

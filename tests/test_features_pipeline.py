@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from http_fixture import FIXTURES, UpstreamServer
 
 import guider.features.image as image_module
 import guider.features.text as text_module
@@ -15,7 +16,6 @@ from guider.cli import main
 from guider.data.dataset import DatasetError
 from guider.data.mmrec import load_dataset, save_dataset
 from guider.features.amazon_cnn import read_amazon_cnn
-from http_fixture import FIXTURES, UpstreamServer
 
 CNN_FILE = FIXTURES / "data/amazon/productGraph/image_features/categoryFiles/image_features_Baby.b"
 ITEM_ORDER = [2, 3, 4, 5, 6, 1]  # fixture item Pn at each itemID (first appearance in the ratings)

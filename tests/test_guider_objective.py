@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_dataset
+
 from guider.data import save_dataset
 from guider.data.noise import inject_noise
 from guider.denoise import guider as guider_module
 from guider.denoise.distill import kl_distillation
-from guider.denoise.guider import GuiderObjective, unique_first
+from guider.denoise.guider import unique_first
 from guider.denoise.mgda import flat_gradient, min_norm_two
 from guider.models import build_model
 from guider.objective import Batch, objective_class

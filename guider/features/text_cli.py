@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from pathlib import Path
 
 from guider.data.prepared import read_content
 from guider.features.cache import CACHE_SUBDIR, FeatureCache, text_fingerprint
