@@ -49,7 +49,7 @@ def _write(tmp_path, inter, **feats):
         (lambda df: df.assign(userID=df["userID"] - 1), "negative userID"),
         (lambda df: df[df["x_label"] != 1], "missing split 'valid'"),
         (lambda df: df.assign(x_label=df["x_label"].where(df.index != 0, 7)), "x_label values [7]"),
-        (lambda df: df.drop(columns=["timestamp"]), "missing column(s) ['timestamp']"),
+        (lambda df: df.drop(columns=["x_label"]), "missing column(s) ['x_label']"),
     ],
 )
 def test_validation_errors_name_file_and_problem(tmp_path, mutate, message):

@@ -1,13 +1,15 @@
 """The in-memory dataset every part of the suite shares.
 
 A `Dataset` is the content of one MMRec-compatible folder: an interaction table with
-the columns `userID itemID rating timestamp x_label` (x_label 0/1/2 = train/valid/test,
-extra columns such as `is_noise` allowed), optional per-item text and image features,
-and a metadata dict (`dataset.json`). Ids are contiguous 0..n-1.
+the columns `userID itemID x_label` (x_label 0/1/2 = train/valid/test; `rating`,
+`timestamp` and extra columns such as `is_noise` optional, as in MMRec's loader),
+optional per-item text and image features, and a metadata dict (`dataset.json`). Ids
+are contiguous 0..n-1.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,11 +19,24 @@ import scipy.sparse as sp
 
 TRAIN, VALID, TEST = 0, 1, 2
 SPLIT_NAMES = {TRAIN: "train", VALID: "valid", TEST: "test"}
-REQUIRED_COLUMNS = ("userID", "itemID", "rating", "timestamp", "x_label")
+REQUIRED_COLUMNS = ("userID", "itemID", "x_label")  # what MMRec's loader reads
+OPTIONAL_COLUMNS = ("rating", "timestamp")  # written by the suite's preparation, not needed to train
+MMREC_COLUMNS = ("userID", "itemID", "rating", "timestamp", "x_label")  # MMRec's published files, in order
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # a dataset name is a file name: no '/', no '..'
 
 
 class DatasetError(ValueError):
     """A dataset folder or table is malformed; the message names the file and the problem."""
+
+
+def check_name(name: object, where: str) -> str:
+    """`name` if it is a safe dataset (and file) name, else DatasetError naming `where`."""
+    if not isinstance(name, str) or not SAFE_NAME.match(name):
+        raise DatasetError(
+            f"{where}: dataset name {name!r} is not a safe file name (1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit); it names the .inter file, so it may not hold a path"
+        )
+    return name
 
 
 @dataclass

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from guider.data.dataset import REQUIRED_COLUMNS, Dataset
+from guider.data.dataset import MMREC_COLUMNS, Dataset, check_name
 from guider.data.mmrec import FEATURE_FILES, load_dataset
 from guider.data.prepared import ITEM_MAP_FILE, USER_MAP_FILE
 
@@ -48,12 +48,14 @@ def run(args: argparse.Namespace) -> int:
 
 def export_mmrec(ds: Dataset, src: Path, out: Path, name: str) -> Path:
     """Write `ds` to `out` in MMRec's layout, atomically (temporary sibling folder, then rename)."""
+    check_name(name, f"exporting to {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         staged = scratch / out.name
         staged.mkdir()
-        ds.inter[list(REQUIRED_COLUMNS)].to_csv(staged / f"{name}.inter", sep="\t", index=False)
+        columns = [c for c in MMREC_COLUMNS if c in ds.inter.columns]  # rating, timestamp only where present
+        ds.inter[columns].to_csv(staged / f"{name}.inter", sep="\t", index=False)
         for key, file_name in FEATURE_FILES.items():
             features = getattr(ds, key)
             if features is not None:

@@ -1,9 +1,17 @@
 """Read and write the MMRec-compatible dataset folder (protocol.md, "On-disk dataset format").
 
-Layout: `<name>.inter` (tab-separated, header `userID itemID rating timestamp x_label`,
-extra columns allowed), `text_feat.npy`, `image_feat.npy` (float32, row i = item i) and
-`dataset.json` (counts, provenance, encoders). A folder downloaded from MMRec's shared
-drive (no `dataset.json`, extra id-mapping files) loads as it is.
+Layout: `<name>.inter` (tab-separated, header `userID itemID x_label` plus, as the suite
+writes them, `rating timestamp` and extra columns such as `is_noise`), `text_feat.npy`,
+`image_feat.npy` (float32, row i = item i; both optional: without them the dataset is
+ID-only) and `dataset.json` (counts, provenance, encoders). A folder downloaded from
+MMRec's shared drive (no `dataset.json`, extra id-mapping files, only the three columns
+MMRec's loader reads) loads as it is.
+
+Loading refuses what training cannot use (naming the file): malformed ids or splits, a
+dataset name that is not a safe file name (it names the .inter file written next), feature
+matrices that are not real, finite, 2-D with one row per item and at least one column, or
+float64 values beyond float32's range. It warns, with counts, about what deflates metrics
+silently: duplicate train rows and (user, item) pairs both in train and in valid or test.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from guider.atomic import write_json
-from guider.data.dataset import REQUIRED_COLUMNS, SPLIT_NAMES, TRAIN, Dataset, DatasetError
+from guider.data.dataset import REQUIRED_COLUMNS, SPLIT_NAMES, TEST, TRAIN, VALID, Dataset, DatasetError, check_name
 
 log = logging.getLogger(__name__)
 FEATURE_FILES = {"text_feat": "text_feat.npy", "image_feat": "image_feat.npy"}
@@ -43,14 +51,16 @@ def load_dataset(folder: str | Path, *, drop_cold_eval: bool = True) -> Dataset:
         meta["dropped_cold_eval_rows"] = dropped
         if dropped:
             log.warning("%s: dropped %d valid/test rows of users with no train items", inter_path, dropped)
+    _warn_suspicious_rows(inter, inter_path)
     feats = {key: _read_features(folder / fname, n_items) for key, fname in FEATURE_FILES.items()}
-    name = meta.get("name") or inter_path.stem
+    name = check_name(meta.get("name") or inter_path.stem, str(folder / "dataset.json"))
     return Dataset(name, n_users, n_items, inter.reset_index(drop=True), meta=meta, **feats)
 
 
 def save_dataset(ds: Dataset, folder: str | Path) -> Path:
     """Write `ds` as an MMRec-compatible folder, atomically (a temp folder renamed at the end)."""
     folder = Path(folder)
+    check_name(ds.name, f"writing {folder}")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -80,15 +90,38 @@ def _find_inter_file(folder: Path) -> Path:
     return found[0]
 
 
+# dataset.json keys the loader reads, and the JSON types they must have
+META_TYPES = {"name": str, "statistics": dict, "n_users": int, "n_items": int, "features": dict, "source": (dict, str)}
+
+
 def read_dataset_meta(folder: Path) -> dict:
-    """The folder's dataset.json as a dict ({} when absent); invalid JSON is a DatasetError."""
-    path = folder / "dataset.json"
+    """The folder's dataset.json as a dict ({} when absent); invalid JSON or a key of the
+    wrong type is a DatasetError naming the file and the key."""
+    path = Path(folder) / "dataset.json"
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text())
+        meta = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise DatasetError(f"{path}: not valid JSON ({err})") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{path}: cannot be read ({err})") from err
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path}: must hold a JSON object (keys name, statistics, ...), got a {type(meta).__name__}")
+    for key, kind in META_TYPES.items():
+        if key in meta and meta[key] is not None and (not isinstance(meta[key], kind) or isinstance(meta[key], bool)):
+            raise DatasetError(f"{path}: key {key!r} must be {_json_type(kind)}, got {meta[key]!r}")
+    for key in ("users", "items"):
+        value = (meta.get("statistics") or {}).get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise DatasetError(f"{path}: statistics.{key} must be a positive integer, got {value!r}")
+    return meta
+
+
+def _json_type(kind) -> str:
+    names = {str: "a string", dict: "an object", int: "an integer"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names[k] for k in kinds)
 
 
 def _read_inter(path: Path) -> pd.DataFrame:
@@ -98,9 +131,12 @@ def _read_inter(path: Path) -> pd.DataFrame:
         raise DatasetError(f"{path}: cannot parse as a tab-separated table ({err})") from err
     missing = [c for c in REQUIRED_COLUMNS if c not in inter.columns]
     if missing:
-        raise DatasetError(f"{path}: missing column(s) {missing}; expected header {' '.join(REQUIRED_COLUMNS)}")
-    for col in ("userID", "itemID", "x_label"):
-        if inter[col].isna().any() or not pd.api.types.is_integer_dtype(inter[col]):
+        raise DatasetError(
+            f"{path}: missing column(s) {missing}; expected a header with {' '.join(REQUIRED_COLUMNS)} "
+            "(rating, timestamp and others optional)"
+        )
+    for col in REQUIRED_COLUMNS:
+        if inter[col].isna().any() or not pd.api.types.is_integer_dtype(inter[col]) or inter[col].dtype == bool:
             raise DatasetError(f"{path}: column {col} must hold integers with no missing values")
     return inter
 
@@ -142,6 +178,29 @@ def _drop_cold_eval_rows(inter: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return inter[~cold], int(cold.sum())
 
 
+def _warn_suspicious_rows(inter: pd.DataFrame, path: Path) -> None:
+    """Warn with counts about rows that train twice or deflate the metrics."""
+    labels = inter["x_label"].to_numpy()
+    pairs = inter["userID"].to_numpy(np.int64) * (int(inter["itemID"].max()) + 1) + inter["itemID"].to_numpy(np.int64)
+    train = pairs[labels == TRAIN]
+    duplicates = len(train) - len(np.unique(train))
+    if duplicates:
+        log.warning(
+            "%s: %d duplicate train rows (a user-item pair listed again); each copy trains again", path, duplicates
+        )
+    for label in (VALID, TEST):
+        overlap = int(np.isin(np.unique(pairs[labels == label]), train).sum())
+        if overlap:
+            log.warning(
+                "%s: %d (user, item) pairs are in both train and %s; train items are masked when ranking, so "
+                "those %s items can never be hit (recall is deflated)",
+                path,
+                overlap,
+                SPLIT_NAMES[label],
+                SPLIT_NAMES[label],
+            )
+
+
 def _read_features(path: Path, n_items: int) -> np.ndarray | None:
     if not path.exists():
         return None
@@ -153,6 +212,17 @@ def _read_features(path: Path, n_items: int) -> np.ndarray | None:
         raise DatasetError(f"{path}: expected a 2-D [items, dim] array, got shape {feat.shape}")
     if feat.shape[0] != n_items:
         raise DatasetError(f"{path}: {feat.shape[0]} feature rows but the dataset has {n_items} items")
+    if feat.shape[1] == 0:
+        raise DatasetError(f"{path}: the feature matrix has 0 columns (shape {feat.shape}); drop the file instead")
+    if not (np.issubdtype(feat.dtype, np.floating) or np.issubdtype(feat.dtype, np.integer)) or feat.dtype == bool:
+        raise DatasetError(f"{path}: features must be real numbers, got dtype {feat.dtype}")
+    if np.issubdtype(feat.dtype, np.floating) and np.finfo(feat.dtype).max > np.finfo(np.float32).max:
+        finite = feat[np.isfinite(feat)]
+        if finite.size and np.abs(finite).max() > np.finfo(np.float32).max:
+            raise DatasetError(
+                f"{path}: {feat.dtype} values up to {np.abs(finite).max():.3g} overflow float32 "
+                f"(max {np.finfo(np.float32).max:.3g}); rescale the features"
+            )
     bad = ~np.isfinite(feat)
     if bad.any():
         rows = np.unique(np.nonzero(bad)[0])

@@ -83,22 +83,19 @@ def _proportions(counts: np.ndarray) -> np.ndarray:
 
 def _noise_rows(inter: pd.DataFrame, train_users, users, items, rng) -> pd.DataFrame:
     """Rows for the drawn pairs: a timestamp inside the user's train activity window and a
-    rating drawn from the train ratings, so a noisy row looks like any other."""
+    rating drawn from the train ratings, so a noisy row looks like any other (each only
+    where the table has that column: MMRec's 3-column files have neither)."""
     train = inter[inter["x_label"].to_numpy() == TRAIN]
-    stamps = train.groupby("userID")["timestamp"].agg(["min", "max"])
-    low, high = stamps["min"].reindex(users).to_numpy(), stamps["max"].reindex(users).to_numpy()
-    timestamps = low + np.floor(rng.random(len(users)) * (high - low + 1))
-    ratings = rng.choice(train["rating"].to_numpy(), len(users)) if len(train) else np.ones(len(users))
-    rows = pd.DataFrame(
-        {
-            "userID": users,
-            "itemID": items,
-            "rating": ratings,
-            "timestamp": timestamps.astype(inter["timestamp"].dtype),
-            "x_label": TRAIN,
-            "is_noise": 1,
-        }
-    )
+    rows = pd.DataFrame({"userID": users, "itemID": items})
+    if "timestamp" in inter.columns:
+        stamps = train.groupby("userID")["timestamp"].agg(["min", "max"])
+        low, high = stamps["min"].reindex(users).to_numpy(), stamps["max"].reindex(users).to_numpy()
+        timestamps = low + np.floor(rng.random(len(users)) * (high - low + 1))
+        rows["timestamp"] = timestamps.astype(inter["timestamp"].dtype)
+    if "rating" in inter.columns:
+        rows["rating"] = rng.choice(train["rating"].to_numpy(), len(users)) if len(train) else np.ones(len(users))
+    rows["x_label"] = TRAIN
+    rows["is_noise"] = 1
     for col in inter.columns.difference(rows.columns):
         rows[col] = _neutral_value(inter[col])
     return rows[inter.columns].astype(inter.dtypes.to_dict())

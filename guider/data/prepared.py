@@ -110,4 +110,21 @@ def read_content(folder: str | os.PathLike) -> pd.DataFrame:
         raise ValueError(f"{path}: missing column(s) {sorted(missing)}; expected itemID,text,image")
     if not content["itemID"].tolist() == list(range(len(content))):
         raise ValueError(f"{path}: itemID must run 0..n-1 in order")
+    _check_image_paths(Path(folder), path, content)
     return content
+
+
+def _check_image_paths(folder: Path, path: Path, content: pd.DataFrame) -> None:
+    """Image paths are relative and stay inside the dataset folder (also through symlinks)."""
+    root = folder.resolve()
+    for item, rel in zip(content["itemID"], content["image"]):
+        if not rel:
+            continue
+        inside = (
+            not os.path.isabs(rel) and ".." not in Path(rel).parts and (folder / rel).resolve().is_relative_to(root)
+        )
+        if not inside:
+            raise ValueError(
+                f"{path}: item {item}: image path {rel!r} leaves the dataset folder; image paths must be "
+                "relative paths inside it (e.g. images/<item>.jpg)"
+            )
