@@ -18,11 +18,12 @@ from pathlib import Path
 
 import torch
 
+from guider.config import resolve_run_config
 from guider.data import load_dataset
 from guider.device import resolve_device
 from guider.metrics import evaluable_users
 from guider.models import available
-from guider.train import Trainer, resolve_run_config
+from guider.train import Trainer
 
 CACHE = Path(__file__).parent / ".cache" / "synthetic-baby"
 

@@ -35,11 +35,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from guider.config import resolve_run_config
 from guider.data import load_dataset
 from guider.denoise import distill
 from guider.denoise import guider as guider_objective
 from guider.models import available, get_class
-from guider.train import Trainer, resolve_run_config
+from guider.train import Trainer
 
 DEFAULT_DATA = Path("results/tmp/bench_baby")
 
@@ -57,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "(s/epoch = per-epoch overhead + batches x median step); 0 = whole epochs",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (the issue's numbers: 2 cores)")
-    parser.add_argument("--variant", default="paper")
+    parser.add_argument("--method", default="paper", help="the method timed against plain training")
     parser.add_argument(
         "--random-features",
         action="store_true",
@@ -115,10 +116,9 @@ class StepTimer:
         self._undo.clear()
 
 
-def trainer_for(ds, backbone: str, variant: str, sets: list[str], run_dir: Path) -> Trainer:
-    own = [s for s in sets if s.split(".", 1)[0] in ("model", "train")] if variant == "none" else sets
-    config = resolve_run_config(backbone, variant=variant, sets=own)
-    config["dataset"] = ds.name
+def trainer_for(ds, backbone: str, method: str, sets: list[str], run_dir: Path) -> Trainer:
+    own = [s for s in sets if s.split(".", 1)[0] in ("model", "train")] if method == "none" else sets
+    config = resolve_run_config(backbone, method=method, sets=own)
     return Trainer(ds, run_dir, config, torch.device("cpu"), progress=False)
 
 
@@ -163,7 +163,7 @@ def epoch_seconds(runs: list[tuple[float, list[float]]], n_batches: int) -> floa
 
 def bench_backbone(ds, backbone: str, args, workdir: Path) -> dict[str, float]:
     plain = trainer_for(ds, backbone, "none", args.sets, workdir / f"{backbone}_plain")
-    guided = trainer_for(ds, backbone, args.variant, args.sets, workdir / f"{backbone}_{args.variant}")
+    guided = trainer_for(ds, backbone, args.method, args.sets, workdir / f"{backbone}_{args.method}")
     warm = min(args.steps, 2) if args.steps else 0
     time_epoch(plain, 0, warm)
     time_epoch(guided, 0, warm)  # warm-up; AMSC's first (warm-up) calibration happens here
@@ -232,10 +232,10 @@ def main(argv=None) -> int:
     timed = f"first {args.steps} batches of {args.epochs} epochs" if args.steps else f"{args.epochs} whole epochs"
     print(
         f"data {data}: {ds.n_users} users, {ds.n_items} items, {len(ds.split(0)[0])} train rows; "
-        f"{args.threads} threads; timed: {timed} per trainer; variant {args.variant}"
+        f"{args.threads} threads; timed: {timed} per trainer; method {args.method}"
     )
     header = (
-        f"{'backbone':10s} {'plain s/ep':>10s} {args.variant + ' s/ep':>11s} {'ratio':>6s}   "
+        f"{'backbone':10s} {'plain s/ep':>10s} {args.method + ' s/ep':>11s} {'ratio':>6s}   "
         f"{'AMSC':>6s} {'teacher':>8s} {'OT':>6s} {'rest':>6s}   {'eval s':>6s} {'ratio w/ eval':>13s}"
     )
     print(header)

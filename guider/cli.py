@@ -7,6 +7,7 @@ imported only when their command runs, so `guider --help` stays fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -70,11 +71,26 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    log = logging.getLogger("guider")
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        logging.getLogger("guider").error("%s", err)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except (ValueError, RuntimeError, ArithmeticError, OSError) as err:
+        log.error("%s", describe_error(err))
+        log.debug("traceback of the error above", exc_info=True)  # shown with guider -v
         return 2
+
+
+def describe_error(err: BaseException) -> str:
+    """One line naming the file or key and the problem."""
+    if isinstance(err, OSError) and err.strerror:
+        where = err.filename if err.filename is not None else "a file"
+        full = " (the disk is full)" if err.errno == errno.ENOSPC else ""
+        return f"{where}: {err.strerror}{full}"
+    text = str(err).strip() or type(err).__name__
+    return text if "\n" not in text else text.splitlines()[0]
 
 
 if __name__ == "__main__":

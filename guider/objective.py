@@ -3,19 +3,24 @@
 The trainer owns the loop (sampling, optimiser, evaluation, checkpoints) and delegates
 the loss of each batch to an `Objective`. Plain training uses the backbone's own loss;
 denoising plug-ins (GUIDER, T-CE, R-CE) are objectives too, registered by name here, so
-no backbone contains plug-in code.
+no backbone contains plug-in code. The registered name is the run's *method*: one name
+across `guider train --method`, config.json, metrics.json, the workflow and the reports.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 
 from guider.data.dataset import Dataset
 from guider.models.base import ModelInputs, Recommender
+from guider.settings import ConfigError, Section
+
+if TYPE_CHECKING:
+    from guider.config import RunConfig
 
 
 @dataclass
@@ -24,7 +29,7 @@ class Batch:
 
     users: torch.Tensor  # [B] int64
     pos: torch.Tensor  # [B] int64
-    neg: torch.Tensor  # [B] int64
+    neg: torch.Tensor | None  # [B] int64, or None when neither backbone nor objective reads negatives
     rows: torch.Tensor  # [B] int64 index into the train interaction arrays (ModelInputs.train_*)
 
 
@@ -33,11 +38,23 @@ Evaluator = Callable[[Callable[[torch.Tensor], torch.Tensor], str], dict[str, fl
 
 
 class Objective:
-    """Plain training: the backbone's loss on the batch. Base class of all plug-ins."""
+    """Plain training: the backbone's loss on the batch. Base class of all plug-ins.
 
-    defaults: dict[str, dict[str, Any]] = {}  # config sections this objective owns, with defaults
+    Class attributes a plug-in sets: `display_name` (tables and figures), `sections` (its
+    typed config sections, name -> Section class), `requires_features` ("none", "any" or
+    "both": the item features the method needs), `needs_negatives` (True when it reads
+    sampled negatives itself) and `artifacts` (files it writes into the run folder).
+    """
 
-    def __init__(self, model: Recommender, inputs: ModelInputs, dataset: Dataset, config: dict[str, Any]):
+    name: ClassVar[str] = "none"
+    display_name: ClassVar[str] = "plain"
+    sections: ClassVar[dict[str, type[Section]]] = {}
+    requires_features: ClassVar[str] = "none"
+    reads_negatives: ClassVar[bool] = False  # True: the objective itself reads Batch.neg
+    artifacts: ClassVar[tuple[str, ...]] = ()
+    early_stopping: ClassVar[bool] = True
+
+    def __init__(self, model: Recommender, inputs: ModelInputs, dataset: Dataset, config: RunConfig):
         self.model = model
         self.inputs = inputs
         self.dataset = dataset
@@ -45,9 +62,8 @@ class Objective:
 
     @property
     def needs_negatives(self) -> bool:
-        """Whether batches need sampled negatives; plug-ins that use them (a BPR teacher)
-        override this with True."""
-        return self.model.needs_negatives
+        """Whether batches need sampled negatives: the backbone's loss or the objective reads them."""
+        return self.reads_negatives or self.model.needs_negatives
 
     def on_epoch_start(self, epoch: int, generator: torch.Generator) -> None:
         """Per-epoch work (e.g. recalibration); the model's own hook is called by the trainer."""
@@ -69,10 +85,18 @@ class Objective:
 
 
 _OBJECTIVES: dict[str, type[Objective]] = {"none": Objective}
+FEATURE_REQUIREMENTS = ("none", "any", "both")
 
 
 def register_objective(name: str):
+    """Class decorator: make a training method available as `--method name`."""
+
     def wrap(cls: type[Objective]) -> type[Objective]:
+        if name in _OBJECTIVES:
+            raise ValueError(f"method {name!r} registered twice")
+        if cls.requires_features not in FEATURE_REQUIREMENTS:
+            raise ValueError(f"method {name!r}: requires_features must be one of {FEATURE_REQUIREMENTS}")
+        cls.name = name
         _OBJECTIVES[name] = cls
         return cls
 
@@ -84,12 +108,19 @@ def objective_class(name: str) -> type[Objective]:
     try:
         return _OBJECTIVES[name]
     except KeyError:
-        raise ValueError(f"unknown variant/denoiser {name!r}; available: {', '.join(sorted(_OBJECTIVES))}") from None
+        raise ConfigError(f"unknown method {name!r}; available: {', '.join(_OBJECTIVES)}") from None
 
 
 def available_objectives() -> list[str]:
+    """Registered method names, in registration order (the order tables list them)."""
     _load_plugins()
-    return sorted(_OBJECTIVES)
+    return list(_OBJECTIVES)
+
+
+def run_artifacts() -> set[str]:
+    """Every file name a registered method writes into a run folder (besides the trainer's)."""
+    _load_plugins()
+    return {name for cls in _OBJECTIVES.values() for name in cls.artifacts}
 
 
 def _load_plugins() -> None:

@@ -23,16 +23,18 @@ import torch
 from tqdm.auto import tqdm
 
 import guider
-from guider import config as cfgmod
 from guider.atomic import write_json, write_text
-from guider.checkpoint import load_checkpoint, save_checkpoint
+from guider.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from guider.config import RunConfig, resolve_run_config
 from guider.data import TEST, TRAIN, VALID, Dataset, load_dataset
+from guider.data.fingerprint import dataset_fingerprint
 from guider.data.sampling import NegativeSampler
 from guider.device import resolve_device
 from guider.metrics import EvalResult, evaluate
-from guider.models import ModelInputs, build_model, default_hparams
+from guider.models import ModelInputs, build_model
 from guider.objective import Batch, Objective, objective_class
 from guider.optim import adam
+from guider.run_dir import prepare_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -49,37 +51,6 @@ class RunState:
     best_objective: dict[str, Any] | None = None
     log_rows: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
-
-
-def resolve_run_config(
-    backbone: str,
-    *,
-    variant: str = "none",
-    denoise: str = "none",
-    seed: int = 0,
-    config_file: str | Path | None = None,
-    sets: list[str] | tuple[str, ...] = (),
-    epochs: int | None = None,
-    patience: int | None = None,
-) -> dict[str, Any]:
-    """The complete, validated configuration of a run (stored in config.json)."""
-    if variant != "none" and denoise != "none":
-        raise ValueError("choose either --variant (GUIDER) or --denoise (T-CE/R-CE), not both")
-    objective_name = variant if variant != "none" else denoise
-    objective = objective_class(objective_name)
-    file_cfg, set_cfg = cfgmod.load_yaml(config_file), cfgmod.parse_set(sets)
-    cli_train = {k: v for k, v in {"epochs": epochs, "patience": patience}.items() if v is not None}
-    sections = {"model": default_hparams(backbone), "train": cfgmod.TRAIN_DEFAULTS, **objective.defaults}
-    resolved = cfgmod.resolve_sections(sections, file_cfg, set_cfg)
-    resolved["train"] = cfgmod.merge_section("train", resolved["train"], cli_train)
-    return {
-        "backbone": backbone,
-        "variant": variant,
-        "denoise": denoise,
-        "objective": objective_name,
-        "seed": int(seed),
-        **resolved,
-    }
 
 
 def model_inputs(ds: Dataset, device: torch.device) -> ModelInputs:
@@ -102,16 +73,16 @@ def seed_everything(seed: int, epoch: int) -> torch.Generator:
 class Trainer:
     """Trains one backbone with one objective on one dataset into one run directory."""
 
-    def __init__(self, ds: Dataset, run_dir: Path, config: dict[str, Any], device: torch.device, progress: bool = True):
+    def __init__(self, ds: Dataset, run_dir: Path, config: RunConfig, device: torch.device, progress: bool = True):
         self.ds, self.run_dir, self.config, self.device = ds, Path(run_dir), config, device
-        self.tcfg = config["train"]
+        self.tcfg = config.train
         self.progress = progress
         self.inputs = model_inputs(ds, device)
-        seed_everything(config["seed"], -1)
-        self.model = build_model(config["backbone"], self.inputs, config["model"])
-        self.objective: Objective = objective_class(config["objective"])(self.model, self.inputs, ds, config)
+        seed_everything(config.seed, -1)
+        self.model = build_model(config.backbone, self.inputs, config.model)
+        self.objective: Objective = objective_class(config.method)(self.model, self.inputs, ds, config)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = adam(params, lr=self.tcfg["lr"], weight_decay=self.tcfg["weight_decay"]) if params else None
+        self.optimizer = adam(params, lr=self.tcfg.lr, weight_decay=self.tcfg.weight_decay) if params else None
         self.sampler = NegativeSampler(self.inputs.train_users, self.inputs.train_items, ds.n_items)
         self.matrices = {"train": ds.matrix(TRAIN), "valid": ds.matrix(VALID), "test": ds.matrix(TEST)}
         self.state = RunState()
@@ -122,8 +93,8 @@ class Trainer:
             score_fn,
             self.matrices[split],
             self.matrices["train"],
-            ks=self.tcfg["ks"],
-            chunk_size=self.tcfg["eval_batch_users"],
+            ks=self.tcfg.ks,
+            chunk_size=self.tcfg.eval_batch_users,
             device=self.device,
         )
 
@@ -138,32 +109,32 @@ class Trainer:
     # --- training ------------------------------------------------------------------------
     def run_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the shuffled train interactions; returns mean logged values."""
-        gen = seed_everything(self.config["seed"], epoch)
-        rng = np.random.default_rng([self.config["seed"], epoch])
+        gen = seed_everything(self.config.seed, epoch)
+        rng = np.random.default_rng([self.config.seed, epoch])
         self.model.train()
         self.model.on_epoch_start(epoch, gen)
         self.objective.on_epoch_start(epoch, gen)
         order = rng.permutation(len(self.inputs.train_users))
         users = self.inputs.train_users[order]
-        # a zero placeholder when nothing reads the negatives (e.g. plain BM3); sampling is
-        # the last use of `rng`, so skipping it changes no other draw
-        negs = self.sampler.sample(users, rng) if self.objective.needs_negatives else np.zeros_like(users)
+        # None when nothing reads the negatives (e.g. plain BM3), so a reader fails loudly;
+        # sampling is the last use of `rng`, so skipping it changes no other draw
+        negs = self.sampler.sample(users, rng) if self.objective.needs_negatives else None
         totals: dict[str, float] = {}
         n_batches = 0
-        bs = self.tcfg["batch_size"]
+        bs = self.tcfg.batch_size
         bar = tqdm(range(0, len(order), bs), desc=f"epoch {epoch}", leave=False, disable=not self.progress)
         for start in bar:
             rows = order[start : start + bs]
-            batch = self._batch(rows, users[start : start + bs], negs[start : start + bs])
+            batch = self._batch(rows, users[start : start + bs], None if negs is None else negs[start : start + bs])
             logs = self._step(batch, epoch, n_batches)
             for key, value in logs.items():
                 totals[key] = totals.get(key, 0.0) + value
             n_batches += 1
         return {key: value / max(1, n_batches) for key, value in totals.items()}
 
-    def _batch(self, rows: np.ndarray, users: np.ndarray, negs: np.ndarray) -> Batch:
+    def _batch(self, rows: np.ndarray, users: np.ndarray, negs: np.ndarray | None) -> Batch:
         def t(a):
-            return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+            return None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
 
         return Batch(users=t(users), pos=t(self.inputs.train_items[rows]), neg=t(negs), rows=t(rows))
 
@@ -174,61 +145,72 @@ class Trainer:
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"training loss is {loss.item()} at epoch {epoch}, batch {index}; the run stopped "
-                f"(lower train.lr or check the data); last good checkpoint: {self.run_dir / 'checkpoint.pt'}"
+                f"(lower train.lr or check the data); {self._last_checkpoint()}"
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return {"train_loss": float(loss.detach()), **logs}
 
+    def _last_checkpoint(self) -> str:
+        if self.state.epoch == 0:
+            return "no epoch finished, so there is no checkpoint to resume"
+        return f"last good checkpoint (after epoch {self.state.epoch - 1}): {self.run_dir / CHECKPOINT_NAME}"
+
     # --- checkpoints ---------------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:
         return {
-            "config": self.config,
+            "config": self.config.to_dict(),
             "model": self.model.state_dict(),
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "objective": self.objective.state_dict(),
             "run": self.state.__dict__,
         }
 
-    def restore(self, saved: dict[str, Any]) -> bool:
-        """Continue from `saved`; a checkpoint of another config is obsolete: start afresh (returns False)."""
-        if saved["config"] != self.config:
-            log.warning("%s: checkpoint was written with a different config; starting the run afresh", self.run_dir)
-            return False
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Continue from `saved`, a checkpoint of this very config (guider.run_dir checks that)."""
+        if saved["config"] != self.config.to_dict():
+            raise ValueError(f"{self.run_dir}: the checkpoint belongs to another config or other data")
         self.model.load_state_dict(saved["model"])
         if self.optimizer is not None:
             self.optimizer.load_state_dict(saved["optimizer"])
         self.objective.load_state_dict(saved["objective"])
         self.state = RunState(**saved["run"])
         log.info("resumed %s at epoch %d", self.run_dir, self.state.epoch)
-        return True
 
     # --- the loop ------------------------------------------------------------------------
     def fit(self) -> None:
-        epochs = self.tcfg["epochs"] if self.model.trainable else 0
-        stop_early = getattr(self.objective, "early_stopping", True)
-        while self.state.epoch < epochs:
+        epochs = self.tcfg.epochs if self.model.trainable else 0
+        while self.state.epoch < epochs and not self.stopped_early():
             epoch = self.state.epoch
             started = time.perf_counter()
             logs = self.run_epoch(epoch)
             train_seconds = time.perf_counter() - started
             self.state.train_seconds += train_seconds
             row = {"epoch": epoch, **logs, "train_seconds": train_seconds}
-            if (epoch + 1) % self.tcfg["eval_every"] == 0 or epoch + 1 == epochs:
+            if (epoch + 1) % self.tcfg.eval_every == 0 or epoch + 1 == epochs:
                 row.update(self._validate(epoch))
             self.state.log_rows.append(row)
             self.state.epoch = epoch + 1
             save_checkpoint(self.run_dir, self.checkpoint_state())
             self._write_log()
-            if stop_early and self.state.bad_evals >= self.tcfg["patience"]:
-                log.info("early stop after epoch %d (best epoch %d)", epoch, self.state.best_epoch)
-                break
+        if self.stopped_early():
+            log.info("early stop after epoch %d (best epoch %d)", self.state.epoch - 1, self.state.best_epoch)
+
+    def stopped_early(self) -> bool:
+        """Patience evaluations without improvement, past train.min_epochs (never for methods
+        that disable early stopping). Checked before each epoch, so a resumed finished run
+        trains no further."""
+        return (
+            self.objective.early_stopping
+            and self.state.epoch >= self.tcfg.min_epochs
+            and self.state.bad_evals >= self.tcfg.patience
+        )
 
     def _validate(self, epoch: int) -> dict[str, float]:
         started = time.perf_counter()
         valid = self.evaluate_model("valid").means()
-        score = valid[self.tcfg["valid_metric"]]
+        score = valid[self.tcfg.valid_metric]
         if score > self.state.best_score:
             self.state.best_score, self.state.best_epoch, self.state.bad_evals = score, epoch, 0
             self.state.best_model = copy.deepcopy(self.model.state_dict())
@@ -238,7 +220,7 @@ class Trainer:
         log.info(
             "epoch %d valid %s=%.4f (best %.4f @ %d)",
             epoch,
-            self.tcfg["valid_metric"],
+            self.tcfg.valid_metric,
             score,
             self.state.best_score,
             self.state.best_epoch,
@@ -261,10 +243,10 @@ class Trainer:
         epochs_run = self.state.epoch
         metrics = {
             "dataset": self.ds.name,
-            "backbone": self.config["backbone"],
-            "variant": self.config["variant"],
-            "denoise": self.config["denoise"],
-            "seed": self.config["seed"],
+            "backbone": self.config.backbone,
+            "method": self.config.method,
+            "seed": self.config.seed,
+            "data_fingerprint": self.config.data_fingerprint,
             "best_epoch": max(self.state.best_epoch, 0),
             "epochs_run": epochs_run,
             "valid": valid.means(),
@@ -298,45 +280,33 @@ def train(
     out_dir: str | Path,
     backbone: str,
     *,
-    variant: str = "none",
-    denoise: str = "none",
+    method: str = "none",
     seed: int = 0,
     device: str | None = None,
     config_file: str | Path | None = None,
     sets: list[str] | tuple[str, ...] = (),
     epochs: int | None = None,
     patience: int | None = None,
-    resume: bool = False,
+    resume: bool | str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train and evaluate; write config.json, log.csv, checkpoint.pt, per_user_*.csv, metrics.json."""
-    out_dir = Path(out_dir)
+    """Train and evaluate; write config.json, log.csv, checkpoint.pt, per_user_*.csv, metrics.json.
+
+    Every setting is checked before the data is read; `resume`: None/False (refuse a folder
+    holding a run), True/'auto' or 'strict' (see guider.run_dir)."""
     config = resolve_run_config(
-        backbone,
-        variant=variant,
-        denoise=denoise,
-        seed=seed,
-        config_file=config_file,
-        sets=sets,
-        epochs=epochs,
-        patience=patience,
+        backbone, method=method, seed=seed, config_file=config_file, sets=sets, epochs=epochs, patience=patience
     )
     ds = load_dataset(data_dir)
-    config["dataset"] = ds.name
+    config = config.with_data(ds.name, dataset_fingerprint(ds))
     dev = resolve_device(device)
-    _prepare_run_dir(out_dir, resume)
+    mode = "auto" if resume is True else (None if resume in (False, None) else resume)
+    saved = prepare_run_dir(out_dir, config.to_dict(), mode)
     if dev.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
-    trainer = Trainer(ds, out_dir, config, dev, progress=progress)
-    saved = load_checkpoint(out_dir) if resume else None
+    trainer = Trainer(ds, Path(out_dir), config, dev, progress=progress)
     if saved is not None:
         trainer.restore(saved)
-    write_json(out_dir / "config.json", {**config, "data": str(data_dir), "device": str(dev)})
+    write_json(Path(out_dir) / "config.json", {**config.to_dict(), "data": str(data_dir), "device": str(dev)})
     trainer.fit()
     return trainer.finish()
-
-
-def _prepare_run_dir(out_dir: Path, resume: bool) -> None:
-    if out_dir.exists() and (out_dir / "checkpoint.pt").exists() and not resume:
-        raise ValueError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
-    out_dir.mkdir(parents=True, exist_ok=True)

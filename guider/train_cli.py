@@ -1,25 +1,37 @@
-"""`guider train`: train one backbone (optionally with a denoising plug-in) and evaluate it."""
+"""`guider train`: train one backbone with one training method and evaluate it.
+
+The method is one registered name (`--method`, default `none` = the plain backbone);
+`--variant` and `--denoise` are its deprecated aliases from 0.1 and go away in the next
+release.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
+
+log = logging.getLogger("guider")
+
+INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from guider.objective import available_objectives
+
+    methods = ", ".join(available_objectives())
     parser.add_argument("--data", required=True, type=Path, help="dataset folder (MMRec-compatible)")
     parser.add_argument("--backbone", required=True, help="registered backbone name, e.g. lightgcn")
     parser.add_argument("--out", required=True, type=Path, help="run directory")
-    parser.add_argument(
-        "--variant", default="none", help="GUIDER variant: none|paper|no_amsc|no_dbpr|kl_kd|no_kd|as_released"
-    )
-    parser.add_argument("--denoise", default="none", help="denoising baseline: none|tce|rce")
+    parser.add_argument("--method", help=f"training method (default none = the plain backbone): {methods}")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)  # deprecated alias of --method (GUIDER variants)
+    parser.add_argument("--denoise", help=argparse.SUPPRESS)  # deprecated alias of --method (T-CE, R-CE)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, help="maximum epochs (default 1000)")
     parser.add_argument("--patience", type=int, help="evaluations without improvement before stopping (default 20)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
-    parser.add_argument("--config", type=Path, help="YAML run config with sections model/train/<plug-in>")
+    parser.add_argument("--config", type=Path, help="YAML run config with sections model/train/<method's sections>")
     parser.add_argument(
         "--set",
         dest="sets",
@@ -28,29 +40,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override one config value, e.g. --set train.lr=0.0005 --set model.n_layers=2",
     )
-    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        choices=["auto", "strict"],
+        help="continue from RUN_DIR/checkpoint.pt; a checkpoint of another config or other data starts "
+        "afresh (auto, the default of --resume) or is an error (--resume=strict)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def method_of(args: argparse.Namespace) -> str:
+    """--method, or the method the deprecated --variant/--denoise pair names."""
+    legacy = [v for v in (args.variant, args.denoise) if v not in (None, "none")]
+    if args.variant is not None or args.denoise is not None:
+        log.warning("--variant and --denoise are deprecated; use --method NAME (they go away in the next release)")
+    if len(legacy) > 1:
+        raise ValueError(f"--variant {args.variant} and --denoise {args.denoise} name two methods; use one --method")
+    implied = legacy[0] if legacy else None
+    if args.method is not None and implied is not None and implied != args.method:
+        raise ValueError(f"--method {args.method} contradicts the deprecated --variant/--denoise {implied}")
+    return args.method or implied or "none"
 
 
 def run(args: argparse.Namespace) -> int:
     from guider.train import train
 
-    metrics = train(
-        args.data,
-        args.out,
-        args.backbone,
-        variant=args.variant,
-        denoise=args.denoise,
-        seed=args.seed,
-        device=args.device,
-        config_file=args.config,
-        sets=args.sets,
-        epochs=args.epochs,
-        patience=args.patience,
-        resume=args.resume,
-        progress=not args.no_progress,
-    )
-    summary = {k: metrics[k] for k in ("dataset", "backbone", "variant", "seed", "best_epoch", "epochs_run")}
+    try:
+        metrics = train(
+            args.data,
+            args.out,
+            args.backbone,
+            method=method_of(args),
+            seed=args.seed,
+            device=args.device,
+            config_file=args.config,
+            sets=args.sets,
+            epochs=args.epochs,
+            patience=args.patience,
+            resume=args.resume,
+            progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:
+        has_checkpoint = (args.out / "checkpoint.pt").exists()
+        hint = "run the same command with --resume to continue from its last finished epoch"
+        log.error("interrupted; %s %s", args.out, hint if has_checkpoint else "has no checkpoint yet (start it again)")
+        return INTERRUPTED
+    summary = {k: metrics[k] for k in ("dataset", "backbone", "method", "seed", "best_epoch", "epochs_run")}
     summary["test"] = {k: round(v, 4) for k, v in metrics["test"].items() if k.endswith("@20")}
     print(json.dumps(summary))
     return 0

@@ -34,9 +34,7 @@ import numpy as np
 
 from guider.atomic import write_text
 
-GUIDER_VARIANTS = ("paper", "as_released", "no_amsc", "no_dbpr", "kl_kd", "no_kd")
-BASELINES = ("tce", "rce")
-METHODS = ("none",) + GUIDER_VARIANTS + BASELINES
+METHODS = ("none", "paper", "as_released", "no_amsc", "no_dbpr", "kl_kd", "no_kd", "tce", "rce")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -50,8 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--extra",
         action="append",
         default=[],
-        metavar="LABEL=VARIANT:KEY=VALUE;...",
-        help="a labelled variant with its own overrides, e.g. paper_w1=paper:kd.weight=1.0",
+        metavar="LABEL=METHOD:KEY=VALUE;...",
+        help="a labelled method with its own overrides, e.g. paper_w1=paper:kd.weight=1.0",
     )
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--core", default="none,paper", help="methods run first for the seeds after the first (order only)")
@@ -66,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra override for GUIDER variants' sections (amsc/teacher/dbpr/kd), e.g. kd.weight=0.5",
+        help="extra override, passed to the runs whose method has that section, e.g. kd.weight=0.5",
     )
     p.add_argument("--deadline", type=float, help="seconds after which no new run starts")
     p.add_argument("--grace", type=float, default=60.0, help="seconds after the deadline before runs are stopped")
@@ -100,10 +98,10 @@ def parse_extra(entries: list[str]) -> dict[str, tuple[str, list[str]]]:
     extra = {}
     for entry in entries:
         label, _, rest = entry.partition("=")
-        variant, _, sets = rest.partition(":")
-        if not label or variant not in METHODS:
-            raise SystemExit(f"--extra {entry!r}: expected LABEL=VARIANT:KEY=VALUE;... with VARIANT in {METHODS}")
-        extra[label] = (variant, [s for s in sets.split(";") if s])
+        method, _, sets = rest.partition(":")
+        if not label or method not in METHODS:
+            raise SystemExit(f"--extra {entry!r}: expected LABEL=METHOD:KEY=VALUE;... with METHOD in {METHODS}")
+        extra[label] = (method, [s for s in sets.split(";") if s])
     return extra
 
 
@@ -129,13 +127,11 @@ def command(args, data: Path, backbone: str, method: str, seed: int) -> list[str
     if method in args.extra_methods:
         method, label_sets = args.extra_methods[method]
         cmd += [x for s in label_sets for x in ("--set", s)]
-    if method in GUIDER_VARIANTS:
-        cmd += ["--variant", method]
-        own = ("released",) if method == "as_released" else ("amsc", "teacher", "dbpr", "kd")
-        cmd += [x for s in args.sets if s.split(".", 1)[0] in own for x in ("--set", s)]
-    elif method in BASELINES:
-        cmd += ["--denoise", method]
-    cmd += [x for s in args.sets if s.split(".", 1)[0] in ("train", "model") for x in ("--set", s)]
+    from guider.objective import objective_class
+
+    cmd += ["--method", method]
+    own = ("train", "model", *objective_class(method).sections)  # --set pairs the method has sections for
+    cmd += [x for s in args.sets if s.split(".", 1)[0] in own for x in ("--set", s)]
     if args.epochs:
         cmd += ["--epochs", str(args.epochs)]
     if args.patience:

@@ -16,7 +16,6 @@ reads valid or test.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from dataclasses import replace
@@ -24,7 +23,10 @@ from pathlib import Path
 
 import torch
 
+from guider.checkpoint import CHECKPOINT_NAME, read_checkpoint
+from guider.config import rebuild_run_config
 from guider.data import load_dataset
+from guider.data.fingerprint import dataset_fingerprint
 from guider.denoise.amsc import AMSC
 from guider.denoise.detection import precision_recall_f1, ranking_auc
 from guider.train import Trainer
@@ -40,13 +42,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_objective(run: Path, ds):
     """The run's GUIDER objective with the checkpoint's teacher and calibration."""
-    config = json.loads((run / "config.json").read_text())
-    saved = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    saved = read_checkpoint(run / CHECKPOINT_NAME)  # weights_only: a crafted file is refused, never run
+    config = rebuild_run_config(saved["config"])
+    if config.data_fingerprint != dataset_fingerprint(ds):
+        raise SystemExit(f"{run}: the run trained on other data than {ds.name!r} (data fingerprints differ)")
     with tempfile.TemporaryDirectory() as scratch:
         trainer = Trainer(ds, Path(scratch), config, torch.device("cpu"), progress=False)
     objective = trainer.objective
     if getattr(objective, "amsc", None) is None:
-        raise SystemExit(f"{run}: variant {config.get('variant')!r} runs no AMSC")
+        raise SystemExit(f"{run}: method {config.method!r} runs no AMSC")
     objective.load_state_dict(saved["objective"])
     return objective
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from guider.config import resolve_run_config
 from guider.data import Dataset, save_dataset
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,6 +42,11 @@ def make_dataset(n_users=30, n_items=40, per_user=8, features=True, seed=0, name
         text = (centers[groups] + 0.3 * rng.normal(size=(n_items, 16))).astype(np.float32)
         image = (np.repeat(centers[groups], 2, axis=1) + 0.3 * rng.normal(size=(n_items, 32))).astype(np.float32)
     return Dataset(name, n_users, n_items, inter, text_feat=text, image_feat=image, meta={"source": "test"})
+
+
+def run_config(backbone="bpr", method="none", seed=0, **sections):
+    """A resolved RunConfig with some sections overridden (dicts), e.g. tce={"max_rate": 0.3}."""
+    return resolve_run_config(backbone, method=method, seed=seed, overrides=sections)
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from guider.denoise.amsc import (
     cross_modal_confidence,
     fused_unit_features,
     interaction_scores,
+    item_neighbours,
     jaccard_rows,
-    knn_neighbours,
     reclassify,
     standardise_within_user,
 )
@@ -88,16 +88,18 @@ def test_fused_features_give_weighted_cosines():
 
 
 def test_knn_excludes_self_and_matches_brute_force(monkeypatch):
-    monkeypatch.setattr(amsc_module, "_BLOCK_ELEMENTS", 25)  # 1 row per block for n = 20
+    import guider.models.graph as graph
+
+    monkeypatch.setattr(graph, "_BLOCK_ELEMENTS", 25)  # 1 row per block for n = 20
     rng = np.random.default_rng(2)
     feats = rng.normal(size=(20, 6))
-    got = knn_neighbours(torch.tensor(feats), 4).numpy()
+    got = item_neighbours(torch.tensor(feats), 4).numpy()
     sim = unit(feats) @ unit(feats).T
     np.fill_diagonal(sim, -np.inf)
     expected = np.argsort(-sim, axis=1)[:, :4]
     assert np.array_equal(np.sort(got, axis=1), np.sort(expected, axis=1))
-    with pytest.raises(ValueError, match="knn_k"):
-        knn_neighbours(torch.tensor(feats), 20)
+    with pytest.raises(ValueError, match=r"amsc.knn_k=20 must be in \[1, 19\]"):
+        item_neighbours(torch.tensor(feats), 20)
 
 
 def test_confidence_is_one_when_neighbourhoods_coincide_and_zero_when_disjoint():
@@ -193,8 +195,9 @@ def test_one_modality_means_full_confidence():
     "bad", [{"knn_k": 0}, {"text_weight": 1.5}, {"every": 0}, {"max_false_ratio": -0.1}, {"min_history": 0}]
 )
 def test_invalid_config_is_rejected(bad):
-    with pytest.raises(ValueError, match="amsc"):
-        AMSCConfig(**bad)
+    key = next(iter(bad))
+    with pytest.raises(ValueError, match=rf"amsc\.{key} must be"):
+        AMSCConfig.build(bad, "amsc")
 
 
 def test_teacher_similarity_changes_the_calibration():

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import make_dataset
+from conftest import make_dataset, run_config
 
 from guider.data import save_dataset
 from guider.data.noise import inject_noise
@@ -25,7 +25,8 @@ def build(ds, seed=0, **released):
     inputs = model_inputs(ds, torch.device("cpu"))
     torch.manual_seed(seed)
     model = build_model("lightgcn", inputs)
-    return AsReleasedObjective(model, inputs, ds, {"seed": seed, "released": released}), inputs
+    config = run_config("lightgcn", "as_released", seed, released=released)
+    return AsReleasedObjective(model, inputs, ds, config), inputs
 
 
 def batch_of(inputs, rows, seed=0):
@@ -187,12 +188,12 @@ def test_training_never_stops_early_and_writes_artefacts(dataset, tmp_path):
         folder,
         tmp_path / "r",
         "lightgcn",
-        variant="as_released",
+        method="as_released",
         device="cpu",
         progress=False,
         epochs=5,
         patience=1,
-        sets=("train.batch_size=64", "released.knn_k=5"),
+        sets=("train.batch_size=64", "teacher.model.knn_k=5"),
     )
     assert metrics["epochs_run"] == 5
     for name in ("teacher_metrics.json", "amsc.npz", "denoise.json"):

@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import make_dataset
 
+from guider.config import resolve_run_config
 from guider.data import save_dataset
 from guider.data.noise import inject_noise
 from guider.denoise import guider as guider_module
@@ -15,7 +16,8 @@ from guider.denoise.guider import unique_first
 from guider.denoise.mgda import flat_gradient, min_norm_two
 from guider.models import build_model
 from guider.objective import Batch, objective_class
-from guider.train import model_inputs, resolve_run_config, train
+from guider.settings import deep_merge
+from guider.train import model_inputs, train
 
 FAST = {"amsc": {"warmup_epochs": 1, "every": 1, "knn_k": 3}, "kd": {"candidates": 12, "teacher_top": 4, "users": 8}}
 
@@ -29,9 +31,7 @@ def build(ds, variant="paper", backbone="lightgcn", seed=0, **sections):
     inputs = model_inputs(ds, torch.device("cpu"))
     torch.manual_seed(seed)
     model = build_model(backbone, inputs)
-    config = {"seed": seed, **{k: dict(v) for k, v in FAST.items()}}
-    for name, values in sections.items():
-        config.setdefault(name, {}).update(values)
+    config = resolve_run_config(backbone, method=variant, seed=seed, overrides=deep_merge(FAST, sections))
     return objective_class(variant)(model, inputs, ds, config), inputs
 
 
@@ -124,7 +124,7 @@ def test_stale_teacher_option_reuses_the_training_forward(noisy, monkeypatch):
 
 def test_kl_variant_is_kl_on_the_same_candidates(noisy, monkeypatch):
     obj, inputs = build(noisy, "kl_kd")
-    assert obj.kd["loss"] == "kl"
+    assert obj.kd.loss == "kl"
     obj.on_epoch_start(0, torch.Generator())
     captured = {}
     real = guider_module.kl_distillation
@@ -211,11 +211,31 @@ def test_bad_config_values_are_rejected(noisy):
 
 
 def test_variant_defaults_and_set_overrides():
-    cfg = resolve_run_config("lightgcn", variant="no_kd", sets=["amsc.tau=1.5", "kd.eps=0.1"])
-    assert cfg["kd"]["weight"] == 0.0 and cfg["amsc"]["tau"] == 1.5 and cfg["kd"]["eps"] == 0.1
-    assert resolve_run_config("lightgcn", variant="kl_kd")["kd"]["loss"] == "kl"
-    with pytest.raises(ValueError, match="unknown config key"):
-        resolve_run_config("lightgcn", variant="paper", sets=["amsc.tua=1"])
+    cfg = resolve_run_config("lightgcn", method="no_kd", sets=["amsc.tau=1.5", "kd.eps=0.1"])
+    assert cfg.section("kd").weight == 0.0 and cfg.section("amsc").tau == 1.5 and cfg.section("kd").eps == 0.1
+    assert resolve_run_config("lightgcn", method="kl_kd").section("kd").loss == "kl"
+    with pytest.raises(ValueError, match="unknown config key amsc.tua"):
+        resolve_run_config("lightgcn", method="paper", sets=["amsc.tua=1"])
+
+
+def test_teacher_is_configured_like_any_model():
+    """teacher.model.* is checked against the teacher backbone's own Config."""
+    cfg = resolve_run_config("vbpr", method="paper", sets=["teacher.model.n_layers=3"])
+    teacher = cfg.section("teacher")
+    assert (teacher.backbone, teacher.model.n_layers, teacher.model.embedding_size) == ("lightgcn", 3, 64)
+    assert resolve_run_config("vbpr", method="paper").section("teacher").model.n_layers == 2  # paper: 2 layers
+    mf = resolve_run_config("vbpr", method="paper", sets=["teacher.backbone=bpr"]).section("teacher").model
+    assert mf.to_dict() == {"embedding_size": 64, "reg_weight": 1e-4}
+    with pytest.raises(ValueError, match="unknown config key teacher.model.knn_k; known: embedding_size, n_layers"):
+        resolve_run_config("vbpr", method="paper", sets=["teacher.model.knn_k=5"])
+    with pytest.raises(ValueError, match="unknown config key teacher.model.n_layers; known: embedding_size, reg"):
+        resolve_run_config("vbpr", method="paper", sets=["teacher.backbone=bpr", "teacher.model.n_layers=2"])
+    with pytest.raises(ValueError, match="teacher.backbone: unknown backbone 'lgcn'"):
+        resolve_run_config("vbpr", method="paper", sets=["teacher.backbone=lgcn"])
+    with pytest.raises(ValueError, match="teacher.backbone 'pop' is not trainable"):
+        resolve_run_config("vbpr", method="paper", sets=["teacher.backbone=pop"])
+    released = resolve_run_config("vbpr", method="as_released").section("teacher")
+    assert (released.backbone, released.model.knn_k, released.model.dropout) == ("freedom", 20, 0.1)
 
 
 @pytest.fixture(scope="module")
@@ -236,12 +256,12 @@ def test_no_kd_leaves_the_student_identical_to_plain_training(noisy_folder, tmp_
         tmp_path / "no_kd",
         backbone,
         seed=5,
-        variant="no_kd",
+        method="no_kd",
         sets=("amsc.knn_k=3", "amsc.warmup_epochs=1", "amsc.every=1"),
     )
     assert plain["test"] == no_kd["test"] and plain["valid"] == no_kd["valid"]
-    a = torch.load(tmp_path / "plain" / "checkpoint.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "no_kd" / "checkpoint.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "plain" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "no_kd" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -249,7 +269,7 @@ def test_paper_run_writes_teacher_amsc_and_detection_artefacts(noisy_folder, noi
     metrics = run(
         noisy_folder,
         tmp_path / "p",
-        variant="paper",
+        method="paper",
         sets=("amsc.knn_k=3", "amsc.warmup_epochs=1", "amsc.every=1", "kd.candidates=12", "kd.teacher_top=4"),
     )
     out = tmp_path / "p"
@@ -267,7 +287,7 @@ def test_paper_run_writes_teacher_amsc_and_detection_artefacts(noisy_folder, noi
     assert report["injected_noise"]["precision"] == pytest.approx(tp / max(1, predicted.sum()))
     assert report["misaligned_items"] is None  # the tiny dataset records no misaligned items
     assert metrics["detection"]["false_rows"] == int(predicted.sum())
-    assert metrics["denoise"] == "none"  # the trainer's own field is not overwritten
+    assert metrics["method"] == "paper"  # the trainer's own field is not overwritten
 
 
 def test_amsc_diagnostics_script_scores_the_run(noisy_folder, noisy, tmp_path, capsys):
@@ -281,7 +301,7 @@ def test_amsc_diagnostics_script_scores_the_run(noisy_folder, noisy, tmp_path, c
     run(
         noisy_folder,
         tmp_path / "p",
-        variant="paper",
+        method="paper",
         sets=("amsc.knn_k=3", "amsc.warmup_epochs=1", "amsc.every=1", "kd.candidates=12", "kd.teacher_top=4"),
     )
     path = Path(__file__).resolve().parents[1] / "scripts" / "amsc_diagnostics.py"
@@ -303,11 +323,11 @@ def test_amsc_diagnostics_script_scores_the_run(noisy_folder, noisy, tmp_path, c
     expected = precision_recall_f1(fresh.false_mask.numpy(), noisy.train_noise_labels)["precision"]
     assert f"precision {expected:.3f}" in lines[2]
     with pytest.raises(SystemExit, match="runs no AMSC"):
-        run(noisy_folder, tmp_path / "n", variant="no_amsc", sets=("kd.candidates=12", "kd.teacher_top=4"))
+        run(noisy_folder, tmp_path / "n", method="no_amsc", sets=("kd.candidates=12", "kd.teacher_top=4"))
         module.main(["--run", str(tmp_path / "n"), "--data", str(noisy_folder)])
 
 
-def test_cli_train_with_variant_and_set(noisy_folder, tmp_path):
+def test_cli_train_with_method_and_set(noisy_folder, tmp_path):
     from guider.cli import main
 
     code = main(
@@ -317,7 +337,7 @@ def test_cli_train_with_variant_and_set(noisy_folder, tmp_path):
             str(noisy_folder),
             "--backbone",
             "bpr",
-            "--variant",
+            "--method",
             "kl_kd",
             "--out",
             str(tmp_path / "cli"),
@@ -337,4 +357,5 @@ def test_cli_train_with_variant_and_set(noisy_folder, tmp_path):
     )
     assert code == 0
     config = json.loads((tmp_path / "cli" / "config.json").read_text())
-    assert config["kd"]["loss"] == "kl" and config["objective"] == "kl_kd"
+    assert config["kd"]["loss"] == "kl" and config["method"] == "kl_kd"
+    assert "variant" not in config and "denoise" not in config and "objective" not in config

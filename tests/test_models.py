@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from guider.models import ModelInputs, available, build_model, default_hparams, get_class
-from guider.models.freedom import cosine_topk, knn_adjacency
+from guider.models.graph import knn_graph, knn_neighbours, sym_normalize
 
 N_USERS, N_ITEMS, D_TEXT, D_IMAGE = 9, 13, 7, 5
 SMALL = {"embedding_size": 8, "knn_k": 3}  # applied where a backbone has the hyper-parameter
@@ -153,6 +153,30 @@ def test_eval_embeddings_build_no_autograd_graph_and_restore_mode(name):
     assert model.training
 
 
+@pytest.mark.parametrize("name", available())
+def test_the_train_propagate_equals_eval_flag_does_not_lie(name):
+    """GUIDER reuses a training forward as the teacher's eval forward when the flag says they
+    are the same function; where it is set, a train-mode propagate() must equal eval_embeddings()."""
+    model = small_model(name, make_inputs())
+    model.train()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        trained = model.propagate()
+    evaluated = model.eval_embeddings()
+    same = torch.equal(trained.users, evaluated.users) and torch.equal(trained.items, evaluated.items)
+    if get_class(name).train_propagate_equals_eval:
+        assert same, f"{name} declares train_propagate_equals_eval but its train and eval forwards differ"
+
+
+def test_freedom_is_flagged_because_its_train_forward_differs():
+    model = small_model("freedom", make_inputs())
+    model.train()
+    with torch.no_grad():
+        trained = model.propagate()
+    assert not torch.equal(trained.users, model.eval_embeddings().users)  # pruned graph in training
+    assert not get_class("freedom").train_propagate_equals_eval
+
+
 @pytest.mark.parametrize("name", trainable_names())
 def test_same_seed_same_loss(name):
     inputs = make_inputs()
@@ -232,16 +256,20 @@ def naive_knn_graph(features: torch.Tensor, k: int) -> np.ndarray:
     return adj / np.sqrt(deg)[:, None] / np.sqrt(deg)[None, :]
 
 
-@pytest.mark.parametrize("chunk_rows", [None, 1, 4])
-def test_knn_adjacency_matches_dense_reference(chunk_rows):
+@pytest.mark.parametrize("block_rows", [None, 1, 4])
+def test_knn_adjacency_matches_dense_reference(block_rows, monkeypatch):
+    import guider.models.graph as graph
+
+    if block_rows:
+        monkeypatch.setattr(graph, "_BLOCK_ELEMENTS", block_rows * N_ITEMS)
     features = torch.randn(N_ITEMS, 6, generator=torch.Generator().manual_seed(4))
-    got = knn_adjacency(features, 4, chunk_rows=chunk_rows).to_dense().double().numpy()
+    got = sym_normalize(knn_graph(features, 4)).to_dense().double().numpy()
     np.testing.assert_allclose(got, naive_knn_graph(features, 4), atol=1e-6)
 
 
-def test_cosine_topk_rejects_bad_k():
+def test_knn_rejects_bad_k():
     with pytest.raises(ValueError, match="knn_k"):
-        cosine_topk(torch.randn(5, 3), 6)
+        knn_neighbours(torch.randn(5, 3), 6)
 
 
 def test_freedom_item_graph_mixes_modalities():

@@ -1,35 +1,67 @@
-"""Backbone registry and the single place defaults are written down."""
+"""Backbone registry and typed hyper-parameters: one Config per backbone, MMRec's defaults."""
 
-import inspect
+import dataclasses
 
 import pytest
 import torch
 from conftest import make_dataset
 
-from guider.models import available, build_model, default_hparams, get_class
+from guider.models import ModelConfig, Recommender, available, build_model, default_hparams, get_class, register
 from guider.models.base import ModelInputs
+from guider.settings import ConfigError
 from guider.train import model_inputs
+
+# MMRec's src/configs/model/<Model>.yaml (enoche/MMRec), written out independently of the
+# package: single values as given, grids as the value we default to (see each Config)
+MMREC_DEFAULTS = {
+    "pop": {},
+    "bpr": {"embedding_size": 64, "reg_weight": 1e-4},
+    "lightgcn": {"embedding_size": 64, "n_layers": 3, "reg_weight": 1e-4},
+    "vbpr": {"embedding_size": 64, "reg_weight": 1e-5},
+    "freedom": {
+        "embedding_size": 64,
+        "knn_k": 10,
+        "mm_image_weight": 0.1,
+        "n_mm_layers": 1,
+        "n_ui_layers": 2,
+        "dropout": 0.8,
+        "reg_weight": 1e-4,
+    },
+    "bm3": {"embedding_size": 64, "n_layers": 1, "dropout": 0.5, "reg_weight": 0.1, "cl_weight": 2.0},
+}
 
 
 def test_all_five_backbones_and_pop_registered():
     assert {"pop", "bpr", "lightgcn", "vbpr", "freedom", "bm3"} <= set(available())
 
 
+@pytest.mark.parametrize("name", sorted(MMREC_DEFAULTS))
+def test_config_defaults_are_mmrecs(name):
+    assert default_hparams(name) == pytest.approx(MMREC_DEFAULTS[name])
+
+
 @pytest.mark.parametrize("name", available())
-def test_constructor_defaults_agree_with_defaults_yaml(name):
-    """defaults.yaml is the source of truth; a constructor default that drifts from it is a bug."""
-    params = inspect.signature(get_class(name).__init__).parameters
-    ctor = {k: p.default for k, p in params.items() if k not in ("self", "inputs")}
-    yaml_defaults = default_hparams(name)
-    assert set(ctor) == set(yaml_defaults)
-    for key, value in yaml_defaults.items():
-        assert ctor[key] == pytest.approx(value), f"{name}.{key}: constructor {ctor[key]} vs defaults.yaml {value}"
+def test_every_backbone_has_one_typed_config_whose_defaults_pass_its_checks(name):
+    config_class = get_class(name).Config
+    assert dataclasses.is_dataclass(config_class) and issubclass(config_class, ModelConfig)
+    assert config_class.build({}, "model") == config_class()
+    for key, values in config_class.grid.items():
+        assert getattr(config_class(), key) in values, f"{name}.{key}: default outside MMRec's grid {values}"
 
 
 def test_unknown_names_and_hparams_are_clear_errors():
     inputs = model_inputs(make_dataset(), torch.device("cpu"))
     with pytest.raises(ValueError, match="unknown backbone 'lightgcm'; available: .*lightgcn"):
         build_model("lightgcm", inputs)
-    with pytest.raises(ValueError, match=r"unknown hyper-parameter\(s\) \['layers'\] for 'lightgcn'"):
+    with pytest.raises(ConfigError, match=r"unknown config key model.layers; known: embedding_size, n_layers"):
         build_model("lightgcn", inputs, {"layers": 2})
     assert isinstance(inputs, ModelInputs)
+
+
+def test_register_requires_a_model_config():
+    class NoConfig(Recommender):
+        Config = dict
+
+    with pytest.raises(TypeError, match="Config must be a dataclass derived from guider.models.ModelConfig"):
+        register("no-config-test")(NoConfig)
+    assert "no-config-test" not in available()

@@ -20,8 +20,9 @@ from PIL import Image
 from scipy import stats as sps
 
 from guider.cli import main as cli_main
+from guider.objective import available_objectives
 from guider.report import figures, render, stats, summary, tables
-from guider.report.labels import METHODS, method_label
+from guider.report.labels import backbone_name, backbone_order, display_name, method_order
 from guider.report.runs import collect_curves, collect_runs, data_name, noise_ratio, parse_run_path, read_run
 
 METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
@@ -41,14 +42,12 @@ def write_run(
     epochs: int = 4,
     detect: dict | None = None,
 ) -> Path:
-    variant, denoise, _ = METHODS[method]
     run_dir = root / dataset / data / backbone / method / f"seed{seed}"
     run_dir.mkdir(parents=True)
     metrics = {
         "dataset": dataset,
         "backbone": backbone,
-        "variant": variant,
-        "denoise": denoise,
+        "method": method,
         "seed": seed,
         "best_epoch": epochs - 1,
         "epochs_run": epochs,
@@ -60,7 +59,7 @@ def write_run(
         "versions": {"guider": "0.1.0"},
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
-    (run_dir / "config.json").write_text(json.dumps({"backbone": backbone, "variant": variant, "denoise": denoise}))
+    (run_dir / "config.json").write_text(json.dumps({"backbone": backbone, "method": method}))
     if per_user is None:
         per_user = pd.DataFrame({"userID": range(3), **{k: [v] * 3 for k, v in test.items()}})
     per_user.to_csv(run_dir / "per_user_test.csv", index=False)
@@ -155,11 +154,35 @@ def test_parse_run_path_and_noise_names():
         parse_run_path("bpr/none/seed0/metrics.json")
 
 
-def test_method_labels_round_trip():
-    for label, (variant, denoise, _) in METHODS.items():
-        assert method_label(variant, denoise) == label
-    with pytest.raises(ValueError, match="unknown method"):
-        method_label("paper", "tce")
+def test_labels_come_from_the_registries():
+    """Display names and table order are the registered classes' (no second list to keep in step)."""
+    assert [display_name(m) for m in ("none", "paper", "no_kd", "as_released", "tce")] == [
+        "plain",
+        "GUIDER",
+        "w/o KD",
+        "released code",
+        "T-CE",
+    ]
+    assert method_order(["rce", "mine", "paper", "none", "as_released"]) == [
+        "none",
+        "paper",
+        "as_released",
+        "rce",
+        "mine",
+    ]
+    assert display_name("mine") == "mine"  # a plug-in not installed here keeps its name
+    assert backbone_order(["pop", "bm3", "x", "bpr"]) == ["bpr", "bm3", "pop", "x"]
+    assert (backbone_name("lightgcn"), backbone_name("pop"), backbone_name("x")) == ("LightGCN", "MostPop", "x")
+
+
+def test_legacy_runs_with_variant_and_denoise_still_collect(tmp_path):
+    """metrics.json / config.json of 0.1 recorded (variant, denoise) instead of method."""
+    path = write_run(tmp_path, "baby", "base", "bpr", "tce", 0, metric_values(0.05))
+    path.with_name("config.json").write_text(json.dumps({"variant": "none", "denoise": "tce"}))
+    metrics = json.loads(path.read_text())
+    del metrics["method"]
+    path.write_text(json.dumps({**metrics, "variant": "none", "denoise": "tce"}))
+    assert read_run(path)["method"] == "tce"
 
 
 def test_collect_runs_one_row_per_run(study):
@@ -170,9 +193,8 @@ def test_collect_runs_one_row_per_run(study):
     ].iloc[0]
     assert row["test.recall@20"] == pytest.approx(0.08 * 1.1 + 0.002)
     assert row["valid.recall@20"] == pytest.approx((0.08 * 1.1 + 0.002) * 1.1)
-    assert (row["variant"], row["denoise"], row["data"], row["noise_ratio"]) == ("paper", "none", "base", 0.0)
-    tce = runs[runs.method == "tce"].iloc[0]
-    assert (tce["variant"], tce["denoise"]) == ("none", "tce")
+    assert (row["method"], row["data"], row["noise_ratio"]) == ("paper", "base", 0.0)
+    assert "variant" not in runs.columns and "denoise" not in runs.columns  # one name: method
     noisy = runs[(runs.data == "noise0.3") & (runs.method == "paper") & (runs.seed == 1)].iloc[0]
     assert noisy["noise_ratio"] == 0.3 and noisy["detect.injected_noise.recall"] == pytest.approx(0.5 - 0.15 + 0.01)
     assert (
@@ -190,7 +212,7 @@ def test_collect_runs_rejects_inconsistent_or_missing_runs(tmp_path):
     with pytest.raises(ValueError, match="backbone='bpr' but the folder says 'lightgcn'"):
         read_run(misplaced)
     wrong_method = write_run(tmp_path / "y", "baby", "base", "bpr", "tce", 0, metric_values(0.05))
-    wrong_method.with_name("config.json").write_text(json.dumps({"variant": "none", "denoise": "rce"}))
+    wrong_method.with_name("config.json").write_text(json.dumps({"method": "rce"}))
     with pytest.raises(ValueError, match="method='rce' but the folder says 'tce'"):
         read_run(wrong_method)
     broken = write_run(tmp_path / "z", "baby", "base", "bpr", "none", 1, metric_values(0.05))
@@ -406,7 +428,7 @@ def test_every_figure_is_written_as_pdf_and_png(study, tmp_path, kind):
 
 
 def test_every_method_gets_its_own_colour():
-    methods = list(METHODS)
+    methods = available_objectives()
     colours = [tuple(matplotlib.colors.to_rgb(figures.method_color(m, methods))) for m in methods]
     assert len(set(colours)) == len(methods)
 

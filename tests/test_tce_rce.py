@@ -3,15 +3,19 @@
 import numpy as np
 import pytest
 import torch
-from conftest import make_dataset
+from conftest import make_dataset, run_config
 
 from guider.data import save_dataset
 from guider.data.noise import inject_noise
 from guider.denoise.rce import ReweightedLoss
 from guider.denoise.tce import TruncatedLoss
-from guider.models import build_model
+from guider.models import available, build_model, get_class
 from guider.objective import Batch
 from guider.train import model_inputs, train
+
+
+def cfg(method, sections):
+    return run_config("bpr", method, **sections)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +33,9 @@ def setup():
 def test_tce_drop_rate_ramps_linearly_per_step_to_the_maximum(setup):
     ds, inputs, model, _ = setup
     n_train = len(inputs.train_users)
-    obj = TruncatedLoss(model, inputs, ds, {"train": {"batch_size": 50}, "tce": {"max_rate": 0.3, "ramp_epochs": 2}})
+    obj = TruncatedLoss(
+        model, inputs, ds, cfg("tce", {"train": {"batch_size": 50}, "tce": {"max_rate": 0.3, "ramp_epochs": 2}})
+    )
     steps = int(np.ceil(n_train / 50))
     assert obj.steps_per_epoch == steps
     rates = []
@@ -44,7 +50,7 @@ def test_tce_drop_rate_ramps_linearly_per_step_to_the_maximum(setup):
 
 def test_tce_keeps_the_smallest_losses_and_drops_the_largest(setup):
     ds, inputs, model, batch = setup
-    obj = TruncatedLoss(model, inputs, ds, {"tce": {"max_rate": 0.25, "ramp_epochs": 0}})
+    obj = TruncatedLoss(model, inputs, ds, cfg("tce", {"tce": {"max_rate": 0.25, "ramp_epochs": 0}}))
     obj.on_epoch_start(0, torch.Generator())
     loss, logs = obj.step(batch, 0)
     assert logs["drop_rate"] == 0.25
@@ -60,7 +66,7 @@ def test_tce_keeps_the_smallest_losses_and_drops_the_largest(setup):
 
 def test_tce_at_rate_zero_is_plain_training(setup):
     ds, inputs, model, batch = setup
-    obj = TruncatedLoss(model, inputs, ds, {"tce": {"max_rate": 0.2, "ramp_epochs": 5}})
+    obj = TruncatedLoss(model, inputs, ds, cfg("tce", {"tce": {"max_rate": 0.2, "ramp_epochs": 5}}))
     obj.on_epoch_start(0, torch.Generator())
     loss, _ = obj.step(batch, 0)
     assert float(loss) == pytest.approx(float(model.loss(batch.users, batch.pos, batch.neg)), rel=1e-6)
@@ -68,7 +74,7 @@ def test_tce_at_rate_zero_is_plain_training(setup):
 
 def test_rce_weights_are_detached_pairwise_probabilities_to_beta(setup):
     ds, inputs, model, batch = setup
-    obj = ReweightedLoss(model, inputs, ds, {"rce": {"beta": 0.5}})
+    obj = ReweightedLoss(model, inputs, ds, cfg("rce", {"rce": {"beta": 0.5}}))
     emb = model.propagate()
     weights = obj.weights(emb, batch)
     assert not weights.requires_grad
@@ -83,32 +89,65 @@ def test_rce_weights_are_detached_pairwise_probabilities_to_beta(setup):
 
 def test_rce_with_beta_zero_is_plain_training(setup):
     ds, inputs, model, batch = setup
-    loss, _ = ReweightedLoss(model, inputs, ds, {"rce": {"beta": 0.0}}).step(batch, 0)
+    loss, _ = ReweightedLoss(model, inputs, ds, cfg("rce", {"rce": {"beta": 0.0}})).step(batch, 0)
     assert float(loss) == pytest.approx(float(model.loss(batch.users, batch.pos, batch.neg)), rel=1e-6)
 
 
 @pytest.mark.parametrize(
     "bad", [{"tce": {"max_rate": 1.0}}, {"tce": {"ramp_epochs": -1}}, {"rce": {"beta": -0.1}}, {"tce": {"rate": 0.1}}]
 )
-def test_bad_settings_are_rejected(setup, bad):
-    ds, inputs, model, _ = setup
-    cls = TruncatedLoss if "tce" in bad else ReweightedLoss
-    with pytest.raises(ValueError, match="tce|rce"):
-        cls(model, inputs, ds, bad)
+def test_bad_settings_are_rejected(bad):
+    with pytest.raises(ValueError, match=r"(tce|rce)\.\w+"):
+        cfg("tce" if "tce" in bad else "rce", bad)
 
 
-@pytest.mark.parametrize("denoise", ["tce", "rce"])
-def test_trains_through_the_cli_path(tmp_path, denoise):
-    folder = save_dataset(inject_noise(make_dataset(), 0.2, seed=0), tmp_path / "d")
+@pytest.fixture(scope="module")
+def noisy_folder(tmp_path_factory):
+    return save_dataset(inject_noise(make_dataset(), 0.2, seed=0), tmp_path_factory.mktemp("d") / "noisy")
+
+
+@pytest.mark.parametrize("backbone", [b for b in available() if get_class(b).trainable])
+@pytest.mark.parametrize("method", ["tce", "rce"])
+def test_trains_on_every_backbone(noisy_folder, tmp_path, backbone, method):
     metrics = train(
-        folder,
+        noisy_folder,
         tmp_path / "r",
-        "freedom",
-        denoise=denoise,
+        backbone,
+        method=method,
         device="cpu",
         progress=False,
         epochs=2,
         sets=("train.batch_size=64",),
     )
-    assert metrics["denoise"] == denoise and metrics["epochs_run"] == 2
+    assert metrics["method"] == method and metrics["epochs_run"] == 2
     assert 0.0 <= metrics["test"]["recall@20"] <= 1.0
+
+
+def first_batch(tmp_path, backbone, method, monkeypatch) -> Batch:
+    """The first batch an epoch of `method` on `backbone` hands to its objective."""
+    from guider.train import Trainer
+
+    ds = make_dataset(n_users=12, n_items=15, per_user=6)
+    trainer = Trainer(ds, tmp_path / method, run_config(backbone, method), torch.device("cpu"), progress=False)
+    seen = []
+    real_step = type(trainer.objective).step
+    monkeypatch.setattr(
+        type(trainer.objective),
+        "step",
+        lambda self, batch, epoch: (seen.append(batch), real_step(self, batch, epoch))[1],
+    )
+    trainer.run_epoch(0)
+    return seen[0]
+
+
+def test_rce_reads_sampled_negatives_even_on_a_backbone_without_them(tmp_path, monkeypatch):
+    """BM3 samples no negatives (Batch.neg is None, so a reader fails loudly); R-CE weighs each
+    triple by sigmoid(y_ui - y_uj) and declares that it needs them: its batches carry sampled
+    negatives, never a zero fill (which weighed every triple against item 0)."""
+    assert first_batch(tmp_path, "bm3", "none", monkeypatch).neg is None
+    assert first_batch(tmp_path, "bm3", "tce", monkeypatch).neg is None  # T-CE ranks BM3's own per-pair loss
+    rce = first_batch(tmp_path, "bm3", "rce", monkeypatch)
+    assert rce.neg is not None and len(set(rce.neg.tolist())) > 1
+    users, negs = rce.users.tolist(), rce.neg.tolist()
+    train = set(zip(*make_dataset(n_users=12, n_items=15, per_user=6).split(0)))
+    assert not any((u, j) in train for u, j in zip(users, negs))  # true negatives of each user

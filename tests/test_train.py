@@ -12,9 +12,9 @@ from guider.train import Trainer, resolve_run_config, train
 METRIC_KEYS = {f"{m}@{k}" for m in ("recall", "ndcg", "precision", "map") for k in (5, 10, 20, 50)}
 
 
-def run(folder, out, backbone="lightgcn", **kw):
+def run(folder, out, backbone="lightgcn", sets=(), **kw):
     kw.setdefault("epochs", 4)
-    return train(folder, out, backbone, device="cpu", progress=False, sets=("train.batch_size=64",), **kw)
+    return train(folder, out, backbone, device="cpu", progress=False, sets=("train.batch_size=64", *sets), **kw)
 
 
 def test_outputs_and_metrics_json(tiny_folder, tmp_path):
@@ -26,7 +26,8 @@ def test_outputs_and_metrics_json(tiny_folder, tmp_path):
     assert {
         "dataset",
         "backbone",
-        "variant",
+        "method",
+        "data_fingerprint",
         "seed",
         "best_epoch",
         "epochs_run",
@@ -73,7 +74,7 @@ def test_resume_after_interruption_matches_uninterrupted(tiny_folder, tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         run(tiny_folder, tmp_path / "part", epochs=6, seed=1)
     monkeypatch.setattr(Trainer, "run_epoch", original)
-    with pytest.raises(ValueError, match="already holds a run; pass --resume"):
+    with pytest.raises(ValueError, match=r"already holds a run \(.*\); pass --resume"):
         run(tiny_folder, tmp_path / "part", epochs=6, seed=1)
     resumed = run(tiny_folder, tmp_path / "part", epochs=6, seed=1, resume=True)
     assert resumed["test"] == full["test"] and resumed["best_epoch"] == full["best_epoch"]
@@ -84,7 +85,8 @@ def test_resume_with_changed_config_starts_afresh(tiny_folder, tmp_path, caplog)
     run(tiny_folder, tmp_path / "r", epochs=2, seed=1)
     fresh = run(tiny_folder, tmp_path / "fresh", epochs=3, seed=1)
     again = run(tiny_folder, tmp_path / "r", epochs=3, seed=1, resume=True)
-    assert "different config; starting the run afresh" in caplog.text
+    assert "written with a different config (train.epochs: 2 -> 3)" in caplog.text
+    assert "starting the run afresh" in caplog.text
     assert again["test"] == fresh["test"] and again["epochs_run"] == 3
 
 
@@ -94,11 +96,13 @@ def test_early_stopping_uses_patience(tiny_folder, tmp_path):
     assert metrics["epochs_run"] < 50
 
 
-def test_nan_loss_stops_with_clear_error(tiny_folder, tmp_path):
-    with pytest.raises(FloatingPointError, match=r"training loss is (nan|inf) at epoch 0, batch 0"):
-        train(
-            tiny_folder, tmp_path / "r", "bpr", device="cpu", progress=False, epochs=2, sets=("model.reg_weight=nan",)
-        )
+def test_nan_loss_stops_with_clear_error(tiny_folder, tmp_path, monkeypatch):
+    from guider.models.bpr import BPR
+
+    real = BPR.sample_losses
+    monkeypatch.setattr(BPR, "sample_losses", lambda self, *a: real(self, *a) * float("nan"))
+    with pytest.raises(FloatingPointError, match=r"training loss is nan at epoch 0, batch 0.*no checkpoint to resume"):
+        train(tiny_folder, tmp_path / "r", "bpr", device="cpu", progress=False, epochs=2)
 
 
 def test_pop_is_evaluated_without_training(tiny_folder, tmp_path):
@@ -115,8 +119,10 @@ def test_config_errors():
         resolve_run_config("nope")
     with pytest.raises(ValueError, match="--set expects key=value"):
         resolve_run_config("bpr", sets=["train.lr"])
+    with pytest.raises(ValueError, match="unknown config section 'kd' for method 'none'; known: model, train"):
+        resolve_run_config("bpr", sets=["kd.weight=0.2"])
     cfg = resolve_run_config("lightgcn", sets=["model.n_layers=2", "train.lr=5e-4"], epochs=7)
-    assert cfg["model"]["n_layers"] == 2 and cfg["train"]["lr"] == 5e-4 and cfg["train"]["epochs"] == 7
+    assert cfg.model.n_layers == 2 and cfg.train.lr == 5e-4 and cfg.train.epochs == 7
 
 
 def test_cli_train_and_bad_device(tiny_folder, tmp_path, capsys):
@@ -166,9 +172,22 @@ def test_negatives_are_sampled_only_when_something_reads_them(tmp_path, monkeypa
     from conftest import make_dataset
 
     ds = make_dataset(n_users=12, n_items=15, per_user=6)
-    for variant, expected in (("none", 0), ("paper", 1)):
+    for method, expected in (("none", 0), ("paper", 1)):
         calls.clear()
-        sets = ["train.epochs=1"] + (["amsc.knn_k=3"] if variant == "paper" else [])
-        config = resolve_run_config("bm3", variant=variant, sets=sets)
-        Trainer(ds, tmp_path / variant, config, torch.device("cpu"), progress=False).run_epoch(0)
-        assert len(calls) == expected, variant
+        sets = ["train.epochs=1"] + (["amsc.knn_k=3"] if method == "paper" else [])
+        config = resolve_run_config("bm3", method=method, sets=sets)
+        Trainer(ds, tmp_path / method, config, torch.device("cpu"), progress=False).run_epoch(0)
+        assert len(calls) == expected, method
+
+
+def test_min_epochs_holds_off_early_stopping(tiny_folder, tmp_path):
+    quick = run(tiny_folder, tmp_path / "quick", backbone="bpr", epochs=30, patience=1)
+    assert quick["epochs_run"] < 8  # patience 1 stops this run early ...
+    held = run(tiny_folder, tmp_path / "held", backbone="bpr", epochs=30, patience=1, sets=("train.min_epochs=8",))
+    log = pd.read_csv(tmp_path / "held" / "log.csv")
+    assert 8 <= held["epochs_run"] < 30  # ... min_epochs lets it reach 8, then patience applies again
+    assert held["best_epoch"] == int(log.loc[log["valid_recall@20"].idxmax(), "epoch"])
+    assert (
+        pd.read_csv(tmp_path / "quick" / "log.csv")["train_loss"].tolist()
+        == log["train_loss"].tolist()[: quick["epochs_run"]]
+    )

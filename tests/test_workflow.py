@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from guider import gpu_claim
-from guider.report.labels import METHODS
 from guider.report.runs import parse_run_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +55,7 @@ def expected_counts(config: dict) -> dict[str, int]:
     """Jobs a config implies, counted by hand from the study definitions."""
     datasets = config["datasets"]
     seeds = config["seeds"]
-    runs = {(d, 0.0, b, m) for d in datasets for b in config["backbones"] for m in config["variants"]}
+    runs = {(d, 0.0, b, m) for d in datasets for b in config["backbones"] for m in config["methods"]}
     ablation = config.get("ablation", {})
     runs |= {
         (d, 0.0, b, m)
@@ -88,20 +87,12 @@ def expected_counts(config: dict) -> dict[str, int]:
         }
     )
     has_ablation = any(m not in ("none", "paper") for (_, _, _, m) in runs)
-    counts.update(
-        {
-            "collect_runs": 1,
-            "main_table": 1,
-            "headline_metrics": 1,
-            "figure_comparison": 1,
-            "figure_curves": 1,
-            "all": 1,
-        }
-    )
+    figures = 2 + has_ablation + 2 * bool(noisy)  # comparison, curves (+ ablation) (+ noise, detection)
+    counts.update({"collect_runs": 1, "main_table": 1, "headline_metrics": 1, "figure": figures, "all": 1})
     if has_ablation:
-        counts.update({"ablation_table": 1, "figure_ablation": 1})
+        counts["ablation_table"] = 1
     if noisy:
-        counts.update({"noise_curve": 1, "figure_noise": 1, "figure_detection": 1})
+        counts["noise_curve"] = 1
     return {rule: n for rule, n in counts.items() if n}
 
 
@@ -156,13 +147,13 @@ def test_paper_dry_run_lists_every_stage_and_run(paper_dry_run):
         "train",
         "collect_runs",
         "main_table",
-        "figure_noise",
+        "figure",
     ):
         assert f"rule {rule}:" in paper_dry_run
-    for dataset, backbone, variant, seed in itertools.product(
-        config["datasets"], config["backbones"], config["variants"], config["seeds"]
+    for dataset, backbone, method, seed in itertools.product(
+        config["datasets"], config["backbones"], config["methods"], config["seeds"]
     ):
-        assert f"results/runs/{dataset}/base/{backbone}/{variant}/seed{seed}/metrics.json" in paper_dry_run
+        assert f"results/runs/{dataset}/base/{backbone}/{method}/seed{seed}/metrics.json" in paper_dry_run
     assert "results/runs/baby/noise0.5/freedom/paper/seed4/metrics.json" in paper_dry_run
     assert "guider data download baby --resources resources --skip images" in paper_dry_run
     assert "guider features image --data results/data/baby/base --encoder amazon_cnn" in paper_dry_run
@@ -175,8 +166,7 @@ def test_train_commands_carry_each_method(paper_dry_run):
     for command in commands:
         out = re.search(r"--out (\S+)", command).group(1)
         key = parse_run_path(f"{out}/metrics.json")  # the report can read every run folder
-        variant, denoise, _ = METHODS[key.method]
-        assert f"--variant {variant} --denoise {denoise}" in command
+        assert f"--method {key.method} " in command and "--variant" not in command and "--denoise" not in command
         assert f"--backbone {key.backbone}" in command and f"--seed {key.seed}" in command
         data = re.search(r"--data (\S+)", command).group(1)
         assert data == f"results/data/{key.dataset}/{key.data}"
@@ -192,7 +182,8 @@ def test_lint_is_clean():
 def test_every_trainable_backbone_is_in_the_paper_config():
     from guider.models import available, get_class
 
-    trainable = {name for name in available() if get_class(name).trainable}
+    # the package's own backbones (tests may register more from outside)
+    trainable = {n for n in available() if get_class(n).trainable and get_class(n).__module__.startswith("guider.")}
     config = yaml.safe_load(CONFIGS["config"].read_text())
     assert trainable <= set(config["backbones"])
     assert trainable <= set(config["ablation"]["backbones"]) and trainable <= set(config["noise"]["backbones"])
@@ -216,24 +207,30 @@ def test_config_keys_are_documented():
 
 
 # --- validation ----------------------------------------------------------------------
-def validate_config(change: dict) -> dict:
-    """The tiny config with `change` applied, validated against the workflow's schema in-process."""
+def validate_config(change: dict, tmp_path: Path) -> dict:
+    """The tiny config with `change` applied, validated in-process against the workflow's schema
+    with the registries' enums filled in (as the workflow does)."""
     from snakemake.utils import validate
+
+    from guider.workflow_config import config_schema
 
     config = yaml.safe_load(CONFIGS["test"].read_text())
     config.update(change)
-    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    schema = tmp_path / "schema.yaml"
+    schema.write_text(yaml.safe_dump(config_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")))
+    validate(config, str(schema))
     return config
 
 
-def test_schema_fills_defaults():
-    config = validate_config({"train": {}, "ablation": {}, "noise": {}, "report": {}, "resources": {}})
+def test_schema_fills_defaults(tmp_path):
+    config = validate_config({"train": {}, "ablation": {}, "noise": {}, "report": {}, "resources": {}}, tmp_path)
     assert config["train"] == {
         "epochs": None,
         "patience": None,
         "device": "auto",
         "overrides": {},
         "backbone_overrides": {},
+        "method_overrides": {},
     }
     assert config["noise"]["ratios"] == [0.0, 0.1, 0.2, 0.3, 0.5] and config["noise"]["methods"] == ["none", "paper"]
     assert config["resources"]["train"] == {"threads": 1, "mem_mb": 4000, "runtime": 60}
@@ -246,7 +243,7 @@ def test_schema_fills_defaults():
     [
         ({"backbones": []}, "backbones"),
         ({"seeds": [0, 0]}, "seeds"),
-        ({"variants": ["none", "gold"]}, "gold"),
+        ({"methods": ["none", "gold"]}, "gold"),
         ({"train": {"device": "gpu0"}}, "gpu0"),
         ({"train": {"overrides": {"lr": 0.1}}}, "lr"),
         ({"datasets": {"tiny": {"source": "ftp"}}}, "ftp"),
@@ -254,11 +251,11 @@ def test_schema_fills_defaults():
         ({"typo": 1}, "typo"),
     ],
 )
-def test_schema_rejects_bad_values(change, message):
+def test_schema_rejects_bad_values(change, message, tmp_path):
     from snakemake.exceptions import WorkflowError
 
     with pytest.raises(WorkflowError, match=re.escape(message)):
-        validate_config(change)
+        validate_config(change, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -266,7 +263,7 @@ def test_schema_rejects_bad_values(change, message):
     [
         ({"ablation": {"datasets": ["nowhere"], "backbones": ["bpr"], "methods": ["tce"]}}, "nowhere"),
         ({"noise": {"datasets": ["tiny"], "backbones": ["bpr"], "ratios": [0.0]}}, "at least one ratio > 0"),
-        ({"variants": ["paper"]}, "compares 'paper' with 'none'"),
+        ({"methods": ["paper"]}, "compares 'paper' with 'none'"),
     ],
 )
 def test_workflow_rejects_inconsistent_configs(tmp_path, change, message):
@@ -387,3 +384,97 @@ def test_tiny_config_end_to_end(tmp_path):
         "of every backbone, plain (grey)",
     ):
         assert caption in html
+
+
+# --- names and keys checked against the package when the DAG is built ------------------
+def dry_run_with(tmp_path: Path, change: dict) -> subprocess.CompletedProcess:
+    config = yaml.safe_load(CONFIGS["test"].read_text())
+    config.update(change)
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return snakemake("-n", "--configfile", str(path), cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"backbones": ["vbrp"]}, "'vbrp' is not one of"),
+        ({"train": {"overrides": {"model.reg_weigth": 0.1}}}, "unknown config key model.reg_weigth"),
+        ({"train": {"method_overrides": {"paper": {"kd.weight": -1}}}}, "kd.weight must be >= 0, got -1"),
+        ({"train": {"overrides": {"kd.weight": 0.2}}}, "unknown config section 'kd' for method 'none'"),
+        ({"train": {"backbone_overrides": {"vbpr": {"model.n_layers": 2}}}}, "unknown config key model.n_layers"),
+        ({"ablation": {"datasets": ["tiny"], "backbones": ["bpr"], "methods": ["tce2"]}}, "'tce2' is not one of"),
+    ],
+)
+def test_unknown_names_and_keys_fail_the_dry_run(tmp_path, change, message):
+    result = dry_run_with(tmp_path, change)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert "rule train" not in result.stdout  # refused while the DAG was built, no job listed
+
+
+def test_the_schema_enums_are_the_registries():
+    from guider.models import registered
+    from guider.objective import available_objectives
+    from guider.workflow_config import config_schema
+
+    schema = config_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+    assert schema["definitions"]["backbone"]["enum"] == registered()
+    assert schema["definitions"]["method"]["enum"] == available_objectives()
+    raw = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert raw["definitions"]["method"]["enum"] == [] and raw["definitions"]["backbone"]["enum"] == []
+
+
+def test_the_deprecated_variants_key_still_works(tmp_path):
+    config = yaml.safe_load(CONFIGS["test"].read_text())
+    config["variants"] = config.pop("methods")
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "config key 'variants' is deprecated; call it 'methods'" in result.stdout + result.stderr
+    assert job_counts(result.stdout + result.stderr)["train"] == 14
+
+
+def mmrec_config(tmp_path: Path, features: bool) -> Path:
+    """A config whose only dataset is an MMRec folder (3 columns; with or without features)."""
+    import numpy as np
+    from conftest import make_dataset
+
+    folder = tmp_path / "sports"
+    folder.mkdir()
+    ds = make_dataset()
+    ds.inter[["userID", "itemID", "x_label"]].to_csv(folder / "sports.inter", sep="\t", index=False)
+    if features:
+        np.save(folder / "text_feat.npy", ds.text_feat)
+        np.save(folder / "image_feat.npy", ds.image_feat)
+    config = yaml.safe_load(CONFIGS["test"].read_text())
+    config["datasets"] = {"sports": {"source": "mmrec", "path": str(folder)}}
+    config["backbones"] = ["bpr", "lightgcn", "vbpr"]
+    config["ablation"] = {"datasets": ["sports"], "backbones": ["lightgcn"], "methods": ["no_amsc", "tce"]}
+    config["noise"] = {"datasets": [], "backbones": []}
+    path = tmp_path / "mmrec.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_an_id_only_mmrec_folder_trains_the_id_runs_and_says_what_it_skips(tmp_path):
+    result = snakemake("-n", "-p", "--configfile", str(mmrec_config(tmp_path, features=False)), cwd=tmp_path)
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(text)
+    assert counts["import_mmrec"] == 1 and "text_features" not in counts and "synthetic" not in counts
+    runs = sorted(set(re.findall(r"results/runs/sports/base/(\w+)/(\w+)/seed\d/metrics.json", text)))
+    assert runs == [("bpr", "none"), ("lightgcn", "no_amsc"), ("lightgcn", "none"), ("lightgcn", "tce")]
+    assert counts["train"] == 4 * 2
+    assert "dataset sports has no item features" in text
+    assert "vbpr/none (backbone vbpr needs item features)" in text
+    assert "bpr/paper (method paper needs item features)" in text
+    assert f"guider data import --format mmrec {tmp_path / 'sports'} --out results/data/sports/base" in text
+
+
+def test_an_mmrec_folder_with_features_trains_everything(tmp_path):
+    result = snakemake("-n", "--configfile", str(mmrec_config(tmp_path, features=True)), cwd=tmp_path)
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, result.stderr
+    assert job_counts(text)["train"] == (3 * 2 + 2) * 2 and "has no item features" not in text

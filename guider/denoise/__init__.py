@@ -8,7 +8,12 @@ No backbone contains plug-in code: every objective wraps the backbone through th
 protocol of guider/models/base.py.
 """
 
-from guider.denoise import as_released, guider, rce, tce  # noqa: F401  (registration side effect)
+# registration order is the order tables list the methods: GUIDER and its ablations, the
+# released code, then the baselines
+# isort: off
+from guider.denoise import guider, as_released, tce, rce  # noqa: F401  (registration side effect)
+
+# isort: on
 from guider.denoise.amsc import AMSC, AMSCConfig, Calibration
 from guider.denoise.distill import entropic_ot, kl_distillation, ot_distillation
 

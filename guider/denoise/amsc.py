@@ -33,30 +33,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-_BLOCK_ELEMENTS = 1 << 23  # floats held at once by the blocked top-k and per-user sums
+from guider.models.graph import knn_neighbours
+from guider.settings import Section, setting
+
+_BLOCK_ELEMENTS = 1 << 23  # floats held at once by the per-user sums
 
 
 @dataclass(frozen=True)
-class AMSCConfig:
-    knn_k: int = 10
-    text_weight: float = 0.5
-    warmup_epochs: int = 5
-    every: int = 5
-    tau: float = 1.0
-    max_false_ratio: float = 0.2
-    min_history: int = 4
+class AMSCConfig(Section):
+    """The `amsc` section (guider-method.md sec. 1; every default is the specification's)."""
 
-    def __post_init__(self):
-        if self.knn_k < 1:
-            raise ValueError(f"amsc.knn_k must be >= 1, got {self.knn_k}")
-        if not 0.0 <= self.text_weight <= 1.0:
-            raise ValueError(f"amsc.text_weight must be in [0, 1], got {self.text_weight}")
-        if self.every < 1 or self.warmup_epochs < 0:
-            raise ValueError("amsc.every must be >= 1 and amsc.warmup_epochs >= 0")
-        if not 0.0 <= self.max_false_ratio <= 1.0:
-            raise ValueError(f"amsc.max_false_ratio must be in [0, 1], got {self.max_false_ratio}")
-        if self.min_history < 1:
-            raise ValueError(f"amsc.min_history must be >= 1, got {self.min_history}")
+    knn_k: int = setting(10, ge=1)  # paper: top-k of the cross-modal confidence
+    text_weight: float = setting(0.5, ge=0, le=1)  # paper: a in S_modal = a S_text + (1 - a) S_vision
+    warmup_epochs: int = setting(5, ge=0)  # paper: epochs with a neutral S_rec
+    every: int = setting(5, ge=1)  # paper: recalibrate every `every` epochs
+    tau: float = setting(1.0)  # paper: false when z < -tau
+    max_false_ratio: float = setting(0.2, ge=0, le=1)  # paper: cap of false rows per user
+    min_history: int = setting(4, ge=1)  # paper: users with fewer rows are never reclassified
 
 
 @dataclass
@@ -70,20 +63,12 @@ class Calibration:
 
 
 # --- cross-modal confidence -------------------------------------------------------------
-def knn_neighbours(features: torch.Tensor, k: int) -> torch.Tensor:
-    """[n, k] indices of each item's k most cosine-similar *other* items (blocked exact top-k)."""
-    n = features.shape[0]
-    if not 0 < k < n:
-        raise ValueError(f"amsc.knn_k={k} must be in [1, n_items - 1 = {n - 1}]")
-    unit = F.normalize(features.float(), dim=-1)  # [n, d]
-    rows_per_block = max(1, _BLOCK_ELEMENTS // n)
-    parts = []
-    for start in range(0, n, rows_per_block):
-        sim = unit[start : start + rows_per_block] @ unit.T  # [b, n]
-        own = torch.arange(start, start + sim.shape[0], device=sim.device)
-        sim[torch.arange(sim.shape[0], device=sim.device), own] = float("-inf")
-        parts.append(sim.topk(k, dim=1).indices)  # [b, k]
-    return torch.cat(parts)  # [n, k]
+def item_neighbours(features: torch.Tensor, k: int) -> torch.Tensor:
+    """[n, k] indices of each item's k most cosine-similar *other* items (shared blocked top-k)."""
+    try:
+        return knn_neighbours(features, k, exclude_self=True)[0]
+    except ValueError as err:
+        raise ValueError(f"amsc.{err}") from None
 
 
 def jaccard_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -94,7 +79,7 @@ def jaccard_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def cross_modal_confidence(text: torch.Tensor, image: torch.Tensor, k: int) -> torch.Tensor:
     """[n] S_conf in [0, 1]: overlap of each item's text and vision top-k neighbourhoods."""
-    return jaccard_rows(knn_neighbours(text, k), knn_neighbours(image, k))
+    return jaccard_rows(item_neighbours(text, k), item_neighbours(image, k))
 
 
 def fused_unit_features(text: torch.Tensor | None, image: torch.Tensor | None, text_weight: float) -> torch.Tensor:

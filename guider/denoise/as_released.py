@@ -29,8 +29,9 @@ clean mask is recomputed over all train rows (min-max over the whole train set).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -38,34 +39,34 @@ import torch.nn.functional as F
 from torch import nn
 
 from guider.denoise.amsc import Calibration
-from guider.denoise.config import section
 from guider.denoise.mgda import flat_gradient, min_norm_two
 from guider.denoise.reporting import detection_report, save_amsc, teacher_report
-from guider.denoise.teacher import Teacher
+from guider.denoise.teacher import Teacher, TeacherConfig
 from guider.objective import Batch, Evaluator, Objective, register_objective
+from guider.settings import Section, setting
 
-RELEASED_DEFAULTS: dict[str, dict[str, Any]] = {
-    "released": {
-        # teacher = FREEDOM with the released GUIDER.yaml values
-        "teacher_backbone": "freedom",
-        "embedding_size": 64,
-        "knn_k": 20,
-        "mm_image_weight": 0.1,
-        "n_mm_layers": 1,
-        "n_ui_layers": 2,
-        "dropout": 0.1,
-        "reg_weight": 1e-4,
-        "lr": 0.001,
-        # the untrained "denoising" layers
-        "proj_dim": 64,
-        "hash_bits": 64,
-        "clean_threshold": 0.7,
-        # distillation
-        "temperature": 1.0,
-        "min_student_weight": 0.5,
-        "min_kd_weight": 1e-4,
-    }
-}
+if TYPE_CHECKING:
+    from guider.config import RunConfig
+
+
+@dataclass(frozen=True)
+class ReleasedTeacherConfig(TeacherConfig):
+    """The released teacher: a FREEDOM copy with the released GUIDER.yaml values."""
+
+    backbone: str = setting("freedom")  # released code: src/models/guider.py builds a FREEDOM
+    model_defaults: ClassVar[dict[str, dict[str, Any]]] = {"freedom": {"knn_k": 20, "dropout": 0.1}}  # GUIDER.yaml
+
+
+@dataclass(frozen=True)
+class ReleasedConfig(Section):
+    """The `released` section: the untrained "denoising" layers and the distillation weights."""
+
+    proj_dim: int = setting(64, ge=1)  # released code: text/image -> 64 projections
+    hash_bits: int = setting(64, ge=1)  # released code: 64-bit sign hashes
+    clean_threshold: float = setting(0.7)  # released code: clean if normalised distance < 0.7
+    temperature: float = setting(1.0, gt=0)  # released code: KL over softmax(scores / 1)
+    min_student_weight: float = setting(0.5, ge=0, le=1)  # released code: w_student >= 0.5
+    min_kd_weight: float = setting(1e-4, ge=0, le=1)  # released code: w_kd >= 1e-4
 
 
 class ReleasedDenoiser(nn.Module):
@@ -100,39 +101,28 @@ def minmax_clean(distances: torch.Tensor, threshold: float) -> torch.Tensor:
 
 @register_objective("as_released")
 class AsReleasedObjective(Objective):
+    display_name = "released code"
+    sections = {"teacher": ReleasedTeacherConfig, "released": ReleasedConfig}
+    requires_features = "both"  # the released clean mask projects text and image
     early_stopping = False  # the released trainer never stops early
-    needs_negatives = True  # the FREEDOM teacher trains with BPR
-    defaults = RELEASED_DEFAULTS
+    reads_negatives = True  # the FREEDOM teacher trains with BPR
+    artifacts = ("teacher_metrics.json", "amsc.npz", "denoise.json")
 
-    def __init__(self, model, inputs, dataset, config: dict[str, Any]):
+    def __init__(self, model, inputs, dataset, config: RunConfig):
         super().__init__(model, inputs, dataset, config)
         if inputs.text_feat is None or inputs.image_feat is None:
             raise ValueError("as_released needs both text and image features (the released clean mask uses both)")
-        self.cfg = cfg = section(config, self.defaults, "released")
-        teacher_keys = (
-            "embedding_size",
-            "knn_k",
-            "mm_image_weight",
-            "n_mm_layers",
-            "n_ui_layers",
-            "dropout",
-            "reg_weight",
-        )
+        self.cfg = cfg = config.section("released")
+        teacher = config.section("teacher")
+        # built before the teacher, from the global random stream, as the released code does
         denoiser = ReleasedDenoiser(
             inputs.text_feat.shape[1],
             inputs.image_feat.shape[1],
-            cfg["embedding_size"],
-            cfg["proj_dim"],
-            cfg["hash_bits"],
+            teacher.model.embedding_size,
+            cfg.proj_dim,
+            cfg.hash_bits,
         )
-        self.teacher = Teacher(
-            cfg["teacher_backbone"],
-            inputs,
-            {k: cfg[k] for k in teacher_keys},
-            float(cfg["lr"]),
-            int(config.get("seed", 0)),
-            extra_modules={"denoiser": denoiser},
-        )
+        self.teacher = Teacher(teacher, inputs, config.seed, extra_modules={"denoiser": denoiser})
         self.denoiser: ReleasedDenoiser = self.teacher.extra["denoiser"]
         self.text, self.image = inputs.text_feat.float(), inputs.image_feat.float()
         self.teacher_scores_emb = None  # frozen teacher embeddings during a student epoch
@@ -149,7 +139,7 @@ class AsReleasedObjective(Objective):
     def sample_weights(self, user_emb: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """([B] clean mask, [B] weights): hash agreement where clean, 1 where "noisy"."""
         text, image = self.text[items], self.image[items]
-        clean = minmax_clean(self.denoiser.distances(text, image), self.cfg["clean_threshold"])
+        clean = minmax_clean(self.denoiser.distances(text, image), self.cfg.clean_threshold)
         agreement = self.denoiser.hash_agreement(user_emb, text, image)
         return clean, torch.where(clean, agreement, torch.ones_like(agreement))
 
@@ -162,7 +152,7 @@ class AsReleasedObjective(Objective):
     # --- student epochs ----------------------------------------------------------------------
     def kd_loss(self, emb, users: torch.Tensor) -> torch.Tensor:
         """KL(softmax(teacher) || softmax(student)) over all items, batch users, batchmean."""
-        t = self.cfg["temperature"]
+        t = self.cfg.temperature
         teacher = self.teacher.model.scores(self.teacher_scores_emb, users) / t  # [B, n_items]
         student = self.model.scores(emb, users) / t  # [B, n_items]
         return F.kl_div(
@@ -178,7 +168,7 @@ class AsReleasedObjective(Objective):
 
     def loss_weights(self, loss_student: torch.Tensor, loss_kd: torch.Tensor) -> tuple[float, float]:
         gamma = min_norm_two(*self.task_gradients(loss_student, loss_kd), released_bounds=True)
-        return max(gamma, self.cfg["min_student_weight"]), max(1.0 - gamma, self.cfg["min_kd_weight"])
+        return max(gamma, self.cfg.min_student_weight), max(1.0 - gamma, self.cfg.min_kd_weight)
 
     def step(self, batch: Batch, epoch: int):
         if self.is_teacher_epoch(epoch):

@@ -12,9 +12,19 @@ true, m = 1 and DBPR is exactly the backbone's BPR loss.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from guider.models.base import Embeddings, Recommender
+from guider.settings import Section, setting
+
+
+@dataclass(frozen=True)
+class DBPRConfig(Section):
+    """The `dbpr` section (guider-method.md sec. 2)."""
+
+    false_weight: float = setting(0.5, ge=0)  # paper: m = false_weight x w(u, i) for false rows (0 drops them)
 
 
 def dbpr_weights(false_mask: torch.Tensor, confidence: torch.Tensor, false_weight: float) -> torch.Tensor:

@@ -22,13 +22,35 @@ receive gradient.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import ot
 import torch
 import torch.nn.functional as F
 
+from guider.settings import Section, setting
+
 PLAIN_DOMAIN_LIMIT = 50.0  # use the log-domain solver when max(M) / eps exceeds this
 MIN_MASS = 1e-12  # marginals are clamped to this so the potential log(u) stays finite
+KD_LOSSES = ("ot", "kl")
+KD_BALANCES = ("fixed", "mgda")
+
+
+@dataclass(frozen=True)
+class KDConfig(Section):
+    """The `kd` section (guider-method.md sec. 3; our choices where it is silent: docs/method.md)."""
+
+    loss: str = setting("ot", choices=KD_LOSSES)  # paper: optimal transport (kl: the kl_kd ablation)
+    weight: float = setting(0.1, ge=0)  # paper: L = L_backbone + weight x L_KD (0: no KD)
+    temperature: float = setting(1.0, gt=0)  # paper: softmax temperature t
+    eps: float = setting(0.05, gt=0)  # paper: entropic regularisation of the OT
+    candidates: int = setting(50, ge=2)  # ours: K candidates per user (the paper's 100 halved for cost)
+    teacher_top: int = setting(24, ge=0)  # ours: of which the teacher's top items
+    users: int = setting(128, ge=1)  # ours: distinct batch users distilled per step (cost control)
+    iters: int = setting(30, ge=1)  # ours: Sinkhorn iterations at most
+    tol: float = setting(1e-5, ge=0)  # ours: Sinkhorn stopping tolerance
+    balance: str = setting("fixed", choices=KD_BALANCES)  # paper: fixed weight or MGDA min-norm weights
+    refresh_teacher: bool = setting(True)  # paper: KD against the teacher updated on this batch
 
 
 def cosine_cost(item_emb: torch.Tensor) -> torch.Tensor:

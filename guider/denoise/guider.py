@@ -24,8 +24,8 @@ Decisions where the specification is silent (also in docs/method.md):
   the result is identical to a separate eval forward. Other teachers get a separate eval
   forward. false: KD uses the pre-step forward of this batch (the teacher one Adam step
   stale; for teachers whose training forward differs from eval, one forward cheaper).
-- The teacher's hyper-parameters are the `teacher` keys its backbone knows (others are
-  ignored, e.g. n_layers for MF-BPR); it has its own Adam with `teacher.lr`.
+- The teacher is configured like any model: `teacher.backbone`, `teacher.lr` (its own
+  Adam) and `teacher.model.*`, checked against that backbone's own hyper-parameters.
 - The teacher reported in teacher_metrics.json is the one saved with the best student
   epoch (the trainer restores the objective state of that epoch before `finalize`).
 """
@@ -33,51 +33,28 @@ Decisions where the specification is silent (also in docs/method.md):
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from guider.data.dataset import Dataset
 from guider.denoise.amsc import AMSC, AMSCConfig, Calibration
-from guider.denoise.config import choice, section, with_changes
-from guider.denoise.dbpr import dbpr_loss, dbpr_weights
-from guider.denoise.distill import build_candidates, kl_distillation, ot_distillation
+from guider.denoise.dbpr import DBPRConfig, dbpr_loss, dbpr_weights
+from guider.denoise.distill import KD_LOSSES, KDConfig, build_candidates, kl_distillation, ot_distillation
 from guider.denoise.mgda import flat_gradient, min_norm_two
 from guider.denoise.reporting import detection_report, save_amsc, teacher_report
-from guider.denoise.teacher import Teacher, mixed_seed
+from guider.denoise.teacher import Teacher, TeacherConfig, mixed_seed
 from guider.models.base import Embeddings, ModelInputs, Recommender
 from guider.objective import Batch, Evaluator, Objective, register_objective
+from guider.settings import setting
+
+if TYPE_CHECKING:
+    from guider.config import RunConfig
 
 log = logging.getLogger(__name__)
-
-PAPER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "amsc": {
-        "knn_k": 10,
-        "text_weight": 0.5,
-        "warmup_epochs": 5,
-        "every": 5,
-        "tau": 1.0,
-        "max_false_ratio": 0.2,
-        "min_history": 4,
-    },
-    "teacher": {"backbone": "lightgcn", "n_layers": 2, "embedding_size": 64, "reg_weight": 1e-4, "lr": 0.001},
-    "dbpr": {"false_weight": 0.5},
-    "kd": {
-        "loss": "ot",
-        "weight": 0.1,
-        "temperature": 1.0,
-        "eps": 0.05,
-        "candidates": 50,
-        "teacher_top": 24,
-        "users": 128,
-        "iters": 30,
-        "tol": 1e-5,
-        "balance": "fixed",
-        "refresh_teacher": True,
-    },
-}
 
 
 def unique_first(users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,19 +69,21 @@ def unique_first(users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class GuiderObjective(Objective):
     """GUIDER as the paper describes it: AMSC + DBPR teacher + OT distillation."""
 
-    defaults = PAPER_DEFAULTS
-    needs_negatives = True  # the teacher's (D)BPR and the KD candidates use them
+    display_name = "GUIDER"
+    sections = {"amsc": AMSCConfig, "teacher": TeacherConfig, "dbpr": DBPRConfig, "kd": KDConfig}
+    requires_features = "any"  # AMSC's similarities come from the item features
+    reads_negatives = True  # the teacher's (D)BPR and the KD candidates use them
+    artifacts = ("teacher_metrics.json", "amsc.npz", "denoise.json")
     uses_amsc = True  # False: every interaction is true and AMSC never runs
     teacher_uses_dbpr = True  # False: the teacher trains with plain BPR (AMSC only logged)
 
-    def __init__(self, model: Recommender, inputs: ModelInputs, dataset: Dataset, config: dict[str, Any]):
+    def __init__(self, model: Recommender, inputs: ModelInputs, dataset: Dataset, config: RunConfig):
         super().__init__(model, inputs, dataset, config)
-        self.amsc_config = AMSCConfig(**section(config, self.defaults, "amsc"))
-        self.teacher_config = section(config, self.defaults, "teacher")
-        self.false_weight = float(section(config, self.defaults, "dbpr")["false_weight"])
-        self.kd = section(config, self.defaults, "kd")
-        self._validate_kd()
-        self.seed = int(config.get("seed", 0))
+        self.amsc_config: AMSCConfig = config.section("amsc")
+        self.teacher_config: TeacherConfig = config.section("teacher")
+        self.false_weight = config.section("dbpr").false_weight
+        self.kd: KDConfig = config.section("kd")
+        self.seed = config.seed
         self.device = inputs.device
         n_rows = len(inputs.train_users)
         self.train_users = torch.tensor(np.asarray(inputs.train_users), dtype=torch.long, device=self.device)
@@ -113,24 +92,12 @@ class GuiderObjective(Objective):
         self.calibration = _all_true(n_rows, self.device)
         self.calibrated_epoch = -1
         self.false_share = 0.0  # share of train rows currently false (logged)
-        teacher_hparams = {k: v for k, v in self.teacher_config.items() if k not in ("backbone", "lr")}
-        self.teacher = Teacher(
-            self.teacher_config["backbone"], inputs, teacher_hparams, float(self.teacher_config["lr"]), self.seed
-        )
+        self.teacher = Teacher(self.teacher_config, inputs, self.seed)
         self.generator = torch.Generator()
         self._stale_teacher_emb: Embeddings | None = None  # the teacher's last training forward, detached
         self._next_teacher_forward: Embeddings | None = None  # post-step forward, reused by the next step
 
     # --- configuration ---------------------------------------------------------------------
-    def _validate_kd(self) -> None:
-        kd = self.kd
-        choice(kd["loss"], ("ot", "kl"), "kd.loss")
-        choice(kd["balance"], ("fixed", "mgda"), "kd.balance")
-        if kd["weight"] < 0 or kd["temperature"] <= 0 or kd["eps"] <= 0:
-            raise ValueError("kd.weight must be >= 0, kd.temperature and kd.eps > 0")
-        if kd["candidates"] < 2 or kd["users"] < 1 or kd["iters"] < 1 or kd["teacher_top"] < 0:
-            raise ValueError("kd.candidates must be >= 2, kd.users and kd.iters >= 1, kd.teacher_top >= 0")
-
     def _build_amsc(self) -> AMSC:
         return AMSC(
             self.train_users,
@@ -166,13 +133,13 @@ class GuiderObjective(Objective):
         emb = self.model.propagate()
         loss_backbone = self.model.loss(batch.users, batch.pos, batch.neg, emb=emb)
         logs["loss_backbone"] = float(loss_backbone.detach())
-        if self.kd["weight"] == 0:
+        if self.kd.weight == 0:
             return loss_backbone, logs
         loss_kd = self.kd_loss(batch, emb)
         logs["loss_kd"] = float(loss_kd.detach())
         gamma = self._backbone_share(loss_backbone, loss_kd)
         if gamma is None:
-            return loss_backbone + self.kd["weight"] * loss_kd, logs
+            return loss_backbone + self.kd.weight * loss_kd, logs
         logs["kd_gamma"] = gamma
         return gamma * loss_backbone + (1.0 - gamma) * loss_kd, logs
 
@@ -195,7 +162,7 @@ class GuiderObjective(Objective):
 
         When the teacher's training forward equals its eval forward, the post-step forward
         runs with autograd and is kept for the next teacher step (see the module docstring)."""
-        if not self.kd["refresh_teacher"] and self._stale_teacher_emb is not None:
+        if not self.kd.refresh_teacher and self._stale_teacher_emb is not None:
             return self._stale_teacher_emb
         if not self.teacher.model.train_propagate_equals_eval:
             return self.teacher.embeddings()
@@ -205,8 +172,8 @@ class GuiderObjective(Objective):
     def kd_loss(self, batch: Batch, emb: Embeddings) -> torch.Tensor:
         """L_KD between the student (emb, with autograd) and the updated, detached teacher."""
         users, first = unique_first(batch.users)
-        if len(users) > self.kd["users"]:
-            pick = torch.randperm(len(users), generator=self.generator)[: self.kd["users"]].to(users.device)
+        if len(users) > self.kd.users:
+            pick = torch.randperm(len(users), generator=self.generator)[: self.kd.users].to(users.device)
             users, first = users[pick], first[pick]
         teacher_emb = self.teacher_embeddings_for_kd()
         with torch.no_grad():
@@ -215,28 +182,28 @@ class GuiderObjective(Objective):
                 teacher_full,
                 batch.pos[first],
                 batch.neg[first],
-                self.kd["candidates"],
-                self.kd["teacher_top"],
+                self.kd.candidates,
+                self.kd.teacher_top,
                 self.generator,
             )  # [U, K]
             teacher_logits = teacher_full.gather(1, cands)  # [U, K]
         student_logits = self.model.scores(emb, users, cands)  # [U, K]
-        if self.kd["loss"] == "kl":
-            return kl_distillation(student_logits, teacher_logits, self.kd["temperature"])
+        if self.kd.loss == "kl":
+            return kl_distillation(student_logits, teacher_logits, self.kd.temperature)
         item_emb = self.teacher.model.item_embeddings(teacher_emb)[cands]  # [U, K, d]
         return ot_distillation(
             student_logits,
             teacher_logits,
             item_emb,
-            self.kd["temperature"],
-            self.kd["eps"],
-            self.kd["iters"],
-            self.kd["tol"],
+            self.kd.temperature,
+            self.kd.eps,
+            self.kd.iters,
+            self.kd.tol,
         )
 
     def _backbone_share(self, loss_backbone: torch.Tensor, loss_kd: torch.Tensor) -> float | None:
         """Min-norm weight of the backbone task (kd.balance mgda), None for fixed weights."""
-        if self.kd["balance"] != "mgda":
+        if self.kd.balance != "mgda":
             return None
         params = [p for p in self.model.parameters() if p.requires_grad]
         return min_norm_two(flat_gradient(loss_backbone, params), flat_gradient(loss_kd, params))
@@ -295,26 +262,45 @@ def _all_true(n_rows: int, device: torch.device) -> Calibration:
 class NoAMSC(GuiderObjective):
     """Every interaction true (AMSC never runs); the teacher trains with plain BPR; OT KD."""
 
+    display_name = "w/o AMSC"
     uses_amsc = False
     teacher_uses_dbpr = False
+    requires_features = "none"  # nothing reads the item features
 
 
 @register_objective("no_dbpr")
 class NoDBPR(GuiderObjective):
     """AMSC runs and is logged, but the teacher trains with plain BPR; OT KD."""
 
+    display_name = "w/o DBPR"
     teacher_uses_dbpr = False
+
+
+@dataclass(frozen=True)
+class KLConfig(KDConfig):
+    """`kd` of the kl_kd ablation: KL(p_T || p_S) instead of OT."""
+
+    loss: str = setting("kl", choices=KD_LOSSES)
+
+
+@dataclass(frozen=True)
+class NoKDConfig(KDConfig):
+    """`kd` of the no_kd ablation: the teacher is trained but never used."""
+
+    weight: float = setting(0.0, ge=0)
 
 
 @register_objective("kl_kd")
 class KLDistillation(GuiderObjective):
     """GUIDER with KL(p_T || p_S) instead of OT on the same candidates."""
 
-    defaults = with_changes(PAPER_DEFAULTS, kd={"loss": "kl"})
+    display_name = "KL instead of OT"
+    sections = {**GuiderObjective.sections, "kd": KLConfig}
 
 
 @register_objective("no_kd")
 class NoDistillation(GuiderObjective):
     """AMSC + DBPR teacher trained alongside, but never used: kd.weight = 0."""
 
-    defaults = with_changes(PAPER_DEFAULTS, kd={"weight": 0.0})
+    display_name = "w/o KD"
+    sections = {**GuiderObjective.sections, "kd": NoKDConfig}

@@ -12,23 +12,34 @@ the original's GMF runs.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from guider.denoise.config import section
 from guider.objective import Batch, Objective, register_objective
+from guider.settings import Section, setting
+
+if TYPE_CHECKING:
+    from guider.config import RunConfig
+
+
+@dataclass(frozen=True)
+class RCEConfig(Section):
+    """The `rce` section."""
+
+    beta: float = setting(0.2, ge=0)  # Wang et al.: the exponent of their GMF runs
 
 
 @register_objective("rce")
 class ReweightedLoss(Objective):
-    defaults = {"rce": {"beta": 0.2}}
+    display_name = "R-CE"
+    sections = {"rce": RCEConfig}
+    reads_negatives = True  # the weight is sigmoid(y_ui - y_uj): it needs a sampled negative
 
-    def __init__(self, model, inputs, dataset, config: dict[str, Any]):
+    def __init__(self, model, inputs, dataset, config: RunConfig):
         super().__init__(model, inputs, dataset, config)
-        self.beta = float(section(config, self.defaults, "rce")["beta"])
-        if self.beta < 0:
-            raise ValueError(f"rce.beta must be >= 0, got {self.beta}")
+        self.beta = config.section("rce").beta
 
     def weights(self, emb, batch: Batch) -> torch.Tensor:
         """[B] sigmoid(y_ui - y_uj)^beta, detached."""

@@ -13,25 +13,36 @@ and advances every batch. The regulariser covers the kept triples only.
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from guider.denoise.config import section
 from guider.objective import Batch, Objective, register_objective
+from guider.settings import Section, setting
+
+if TYPE_CHECKING:
+    from guider.config import RunConfig
+
+
+@dataclass(frozen=True)
+class TCEConfig(Section):
+    """The `tce` section."""
+
+    max_rate: float = setting(0.2, ge=0, lt=1)  # Wang et al.: drop rate reached after the ramp (0.2 in their runs)
+    ramp_epochs: float = setting(10.0, ge=0)  # ours: the ramp in epochs (theirs: num_gradual 30,000 iterations)
 
 
 @register_objective("tce")
 class TruncatedLoss(Objective):
-    defaults = {"tce": {"max_rate": 0.2, "ramp_epochs": 10}}
+    display_name = "T-CE"
+    sections = {"tce": TCEConfig}
 
-    def __init__(self, model, inputs, dataset, config: dict[str, Any]):
+    def __init__(self, model, inputs, dataset, config: RunConfig):
         super().__init__(model, inputs, dataset, config)
-        cfg = section(config, self.defaults, "tce")
-        self.max_rate, self.ramp_epochs = float(cfg["max_rate"]), float(cfg["ramp_epochs"])
-        if not 0.0 <= self.max_rate < 1.0 or self.ramp_epochs < 0:
-            raise ValueError(f"tce.max_rate must be in [0, 1) and tce.ramp_epochs >= 0; got {cfg}")
-        batch_size = int((config.get("train") or {}).get("batch_size", 2048))
+        cfg: TCEConfig = config.section("tce")
+        self.max_rate, self.ramp_epochs = cfg.max_rate, cfg.ramp_epochs
+        batch_size = config.train.batch_size
         self.steps_per_epoch = max(1, math.ceil(len(inputs.train_users) / batch_size))
         self.epoch, self.batch_index = 0, 0
 
@@ -53,6 +64,6 @@ class TruncatedLoss(Objective):
         n_keep = max(1, int((1.0 - rate) * len(per_sample)))
         keep = torch.argsort(per_sample.detach(), stable=True)[:n_keep]  # smallest losses
         loss = per_sample[keep].mean() + self.model.regularization(
-            emb, batch.users[keep], batch.pos[keep], batch.neg[keep]
+            emb, batch.users[keep], batch.pos[keep], None if batch.neg is None else batch.neg[keep]
         )
         return loss, {"drop_rate": rate}

@@ -1,16 +1,32 @@
-"""Backbones, one file each, registered by name (see `registry.py`)."""
+"""Backbones, one file each, registered by name (see `registry.py`); each carries its typed
+hyper-parameters as `Config` (MMRec's defaults, with their provenance and MMRec's grid)."""
 
-from guider.models import bm3, bpr, freedom, lightgcn, pop, vbpr  # noqa: F401  (registration side effect)
-from guider.models.base import Embeddings, ModelInputs, Recommender
-from guider.models.registry import available, build_model, default_hparams, get_class, register
+# registration order is the order of the paper's tables
+# isort: off
+from guider.models import bpr, lightgcn, vbpr, freedom, bm3, pop  # noqa: F401  (registration side effect)
+
+# isort: on
+from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
+from guider.models.registry import (
+    available,
+    build_model,
+    default_hparams,
+    get_class,
+    model_config,
+    register,
+    registered,
+)
 
 __all__ = [
     "Embeddings",
+    "ModelConfig",
     "ModelInputs",
     "Recommender",
     "available",
     "build_model",
     "default_hparams",
     "get_class",
+    "model_config",
     "register",
+    "registered",
 ]

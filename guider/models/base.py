@@ -9,6 +9,11 @@ One training step of a backbone is:
 
 `Recommender.loss` does exactly that, optionally weighting the per-sample terms, which is
 where denoising plug-ins hook in. Scores are always `model.scores(emb, users, items)`.
+
+Hyper-parameters: each backbone declares one typed `Config` (a frozen dataclass derived from
+`ModelConfig`, its fields MMRec's defaults with their provenance) and its constructor takes
+`(inputs, config)`. The trainer resolves `model.*` settings against that class before any
+work, so a backbone registered from outside the package gets `--set model.<key>=...` too.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
+
+from guider.settings import Section
 
 
 @dataclass
@@ -52,10 +59,17 @@ class Embeddings:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ModelConfig(Section):
+    """Hyper-parameters of a backbone: subclass it with one `setting(...)` field per value."""
+
+
 class Recommender(nn.Module):
-    """Base class of all backbones. Constructor arguments are the hyper-parameters."""
+    """Base class of all backbones; `Config` holds the hyper-parameters, `__init__(inputs, config)`."""
 
     name: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""  # as tables show it (default: the registered name)
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
     uses_features: ClassVar[bool] = False  # needs text/image features
     trainable: ClassVar[bool] = True  # False for heuristics such as most-popular
     needs_negatives: ClassVar[bool] = True  # False: its loss ignores the sampled negatives
@@ -63,8 +77,9 @@ class Recommender(nn.Module):
     # no resampled graph), so a training forward can stand in for an eval forward.
     train_propagate_equals_eval: ClassVar[bool] = True
 
-    def __init__(self, inputs: ModelInputs):
+    def __init__(self, inputs: ModelInputs, config: ModelConfig | None = None):
         super().__init__()
+        self.config = self.Config() if config is None else config
         self.n_users = inputs.n_users
         self.n_items = inputs.n_items
         if self.uses_features and inputs.text_feat is None and inputs.image_feat is None:

@@ -19,34 +19,43 @@ and the target dropout are applied to the batch rows only (same distribution, le
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from guider.models.base import Embeddings, ModelInputs, Recommender
+from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
 from guider.models.graph import propagate_mean, sym_norm_bipartite_adj, to_torch_sparse
 from guider.models.losses import emb_norm_loss
 from guider.models.modalities import present_modalities
 from guider.models.registry import register
+from guider.settings import setting
+
+
+@dataclass(frozen=True)
+class BM3Config(ModelConfig):
+    embedding_size: int = setting(64, ge=1)  # MMRec BM3.yaml (feat_embed_dim 64 too)
+    n_layers: int = setting(1, ge=0)  # MMRec BM3.yaml grid [1, 2]; BM3 README: best on Baby = 1
+    dropout: float = setting(0.5, ge=0, lt=1)  # grid [0.3, 0.5]; best on Baby = 0.5
+    reg_weight: float = setting(0.1, ge=0)  # grid [0.1, 0.01]; best on Baby = 0.1
+    cl_weight: float = setting(2.0, ge=0)  # MMRec BM3.yaml
+
+    grid = {"n_layers": (1, 2), "reg_weight": (0.1, 0.01), "dropout": (0.3, 0.5)}  # MMRec BM3.yaml
 
 
 @register("bm3")
 class BM3(Recommender):
+    display_name = "BM3"
+    Config = BM3Config
     uses_features = True
     needs_negatives = False  # no negative sampling (MMRec: use_neg_sampling False)
 
-    def __init__(
-        self,
-        inputs: ModelInputs,
-        embedding_size: int = 64,
-        n_layers: int = 1,
-        dropout: float = 0.5,
-        reg_weight: float = 0.1,
-        cl_weight: float = 2.0,
-    ):
-        super().__init__(inputs)
-        self.n_layers, self.dropout = n_layers, dropout
-        self.reg_weight, self.cl_weight = reg_weight, cl_weight
+    def __init__(self, inputs: ModelInputs, config: BM3Config):
+        super().__init__(inputs, config)
+        embedding_size = config.embedding_size
+        self.n_layers, self.dropout = config.n_layers, config.dropout
+        self.reg_weight, self.cl_weight = config.reg_weight, config.cl_weight
         self.user_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, embedding_size)))
         self.item_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, embedding_size)))
         self.predictor = _xavier_normal_linear(embedding_size, embedding_size)

@@ -3,21 +3,35 @@ Xavier-normal initialisation, BPR loss plus `reg_weight` x EmbLoss of the batch 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from guider.models.base import Embeddings, ModelInputs, Recommender
+from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
 from guider.models.losses import bpr_per_sample, emb_norm_loss
 from guider.models.registry import register
+from guider.settings import setting
+
+
+@dataclass(frozen=True)
+class BPRConfig(ModelConfig):
+    embedding_size: int = setting(64, ge=1)  # MMRec BPR.yaml / overall.yaml
+    reg_weight: float = setting(1e-4, ge=0)  # MMRec BPR.yaml grid; 1e-4 (MMRec's run on Baby)
+
+    grid = {"reg_weight": (2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)}  # MMRec BPR.yaml
 
 
 @register("bpr")
 class BPR(Recommender):
-    def __init__(self, inputs: ModelInputs, embedding_size: int = 64, reg_weight: float = 1e-4):
-        super().__init__(inputs)
-        self.reg_weight = reg_weight
-        self.user_emb = nn.Parameter(nn.init.xavier_normal_(torch.empty(self.n_users, embedding_size)))
-        self.item_emb = nn.Parameter(nn.init.xavier_normal_(torch.empty(self.n_items, embedding_size)))
+    display_name = "BPR"
+    Config = BPRConfig
+
+    def __init__(self, inputs: ModelInputs, config: BPRConfig):
+        super().__init__(inputs, config)
+        self.reg_weight = config.reg_weight
+        self.user_emb = nn.Parameter(nn.init.xavier_normal_(torch.empty(self.n_users, config.embedding_size)))
+        self.item_emb = nn.Parameter(nn.init.xavier_normal_(torch.empty(self.n_items, config.embedding_size)))
 
     def propagate(self) -> Embeddings:
         return Embeddings(users=self.user_emb, items=self.item_emb)

@@ -24,88 +24,60 @@ projections' width is `embedding_size` (MMRec's `feat_embed_dim` must equal it a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from guider.models.base import Embeddings, ModelInputs, Recommender
+from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
 from guider.models.graph import (
+    bipartite_edge_norm,
+    knn_graph,
     propagate_mean,
     sparse_matmul,
     sym_norm_bipartite_adj,
+    sym_normalize,
+    symmetric_bipartite,
     to_csr,
     to_torch_sparse,
     transpose_csr,
 )
 from guider.models.modalities import present_modalities
 from guider.models.registry import register
-
-_CHUNK_ELEMENTS = 1 << 24  # similarity entries held at once while searching neighbours
-
-
-def cosine_topk(features: torch.Tensor, k: int, chunk_rows: int | None = None) -> torch.Tensor:
-    """[n, k] indices of each row's k most cosine-similar rows (itself included, as in MMRec).
-
-    Computed `chunk_rows` rows at a time so memory is O(chunk_rows x n), not O(n^2).
-    """
-    n = features.shape[0]
-    if not 0 < k <= n:
-        raise ValueError(f"knn_k={k} must be in [1, n_items={n}]")
-    unit = F.normalize(features.float(), dim=-1)  # [n, d]
-    chunk_rows = chunk_rows or max(1, _CHUNK_ELEMENTS // n)
-    parts = [torch.topk(unit[s : s + chunk_rows] @ unit.T, k, dim=-1).indices for s in range(0, n, chunk_rows)]
-    return torch.cat(parts, dim=0)  # [n, k]
+from guider.settings import setting
 
 
-def knn_adjacency(features: torch.Tensor, k: int, chunk_rows: int | None = None) -> torch.Tensor:
-    """Sparse [n, n] kNN graph with values r_i^-1/2 r_j^-1/2, r = out-degree + 1e-7 (MMRec's)."""
-    n = features.shape[0]
-    neighbours = cosine_topk(features, k, chunk_rows)  # [n, k]
-    rows = torch.arange(n, device=features.device).repeat_interleave(k)  # [n k]
-    cols = neighbours.reshape(-1)  # [n k]
-    inv_sqrt = (torch.bincount(rows, minlength=n).float() + 1e-7).pow(-0.5)  # [n]
-    values = inv_sqrt[rows] * inv_sqrt[cols]
-    return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n), check_invariants=False).coalesce()
+@dataclass(frozen=True)
+class FREEDOMConfig(ModelConfig):
+    embedding_size: int = setting(64, ge=1)  # MMRec FREEDOM.yaml; also the projections' width (feat_embed_dim 64)
+    knn_k: int = setting(10, ge=1)  # MMRec FREEDOM.yaml
+    mm_image_weight: float = setting(0.1, ge=0, le=1)  # item graph = 0.1 image kNN + 0.9 text kNN
+    n_mm_layers: int = setting(1, ge=0)  # MMRec FREEDOM.yaml
+    n_ui_layers: int = setting(2, ge=0)  # MMRec FREEDOM.yaml
+    # MMRec FREEDOM.yaml grid [0.8, 0.9]: fraction of train edges pruned per epoch
+    dropout: float = setting(0.8, ge=0, lt=1)
+    # grid [0, 1e-5, 1e-4, 1e-3]; neither MMRec nor the FREEDOM repo publishes the Baby
+    # winner: 0.8 / 1e-4 chosen, unverified (lambda_coeff, weight_size, cf_model: unused by MMRec)
+    reg_weight: float = setting(1e-4, ge=0)
 
-
-def bipartite_edge_norm(users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> torch.Tensor:
-    """[E] 1/sqrt(d_u d_i) of each user-item edge, degrees counted over these edges (+1e-7)."""
-    user_deg = torch.bincount(users, minlength=n_users).float() + 1e-7  # [n_users]
-    item_deg = torch.bincount(items, minlength=n_items).float() + 1e-7  # [n_items]
-    return user_deg[users].pow(-0.5) * item_deg[items].pow(-0.5)
-
-
-def symmetric_bipartite(users: torch.Tensor, items: torch.Tensor, values: torch.Tensor, n_users: int, n_items: int):
-    """Sparse [(U+I), (U+I)] adjacency holding each edge (u, i) and its mirror, both = value."""
-    rows = torch.cat([users, items + n_users])
-    cols = torch.cat([items + n_users, users])
-    size = (n_users + n_items, n_users + n_items)
-    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.cat([values, values]), size, check_invariants=False)
-    return to_csr(coo)
+    grid = {"dropout": (0.8, 0.9), "reg_weight": (0.0, 1e-5, 1e-4, 1e-3)}  # MMRec FREEDOM.yaml
 
 
 @register("freedom")
 class FREEDOM(Recommender):
+    display_name = "FREEDOM"
+    Config = FREEDOMConfig
     uses_features = True
     train_propagate_equals_eval = False  # training propagates on the pruned graph
 
-    def __init__(
-        self,
-        inputs: ModelInputs,
-        embedding_size: int = 64,
-        knn_k: int = 10,
-        mm_image_weight: float = 0.1,
-        n_mm_layers: int = 1,
-        n_ui_layers: int = 2,
-        dropout: float = 0.8,
-        reg_weight: float = 1e-4,
-    ):
-        super().__init__(inputs)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"freedom dropout={dropout} must be in [0, 1)")
-        self.n_mm_layers, self.n_ui_layers = n_mm_layers, n_ui_layers
-        self.dropout, self.reg_weight = dropout, reg_weight
+    def __init__(self, inputs: ModelInputs, config: FREEDOMConfig):
+        super().__init__(inputs, config)
+        embedding_size, knn_k, mm_image_weight = config.embedding_size, config.knn_k, config.mm_image_weight
+        self.n_mm_layers, self.n_ui_layers = config.n_mm_layers, config.n_ui_layers
+        self.dropout, self.reg_weight = config.dropout, config.reg_weight
+        dropout = config.dropout
         self.user_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, embedding_size)))
         self.item_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, embedding_size)))
         modalities = present_modalities(inputs)
@@ -120,7 +92,7 @@ class FREEDOM(Recommender):
 
     @staticmethod
     def _item_graph(modalities: dict[str, torch.Tensor], knn_k: int, image_weight: float) -> torch.Tensor:
-        graphs = {m: knn_adjacency(f.detach(), knn_k) for m, f in modalities.items()}
+        graphs = {m: sym_normalize(knn_graph(f.detach(), knn_k)) for m, f in modalities.items()}
         if len(graphs) == 1:
             return next(iter(graphs.values()))
         return (image_weight * graphs["image"] + (1.0 - image_weight) * graphs["text"]).coalesce()

@@ -7,23 +7,38 @@ the mean over layers 0..L; BPR loss plus `reg_weight` x MMRec's EmbLoss on the l
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from guider.models.base import Embeddings, ModelInputs, Recommender
+from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
 from guider.models.graph import propagate_mean, sym_norm_bipartite_adj, to_torch_sparse
 from guider.models.losses import bpr_per_sample, emb_norm_loss
 from guider.models.registry import register
+from guider.settings import setting
+
+
+@dataclass(frozen=True)
+class LightGCNConfig(ModelConfig):
+    embedding_size: int = setting(64, ge=1)  # MMRec LightGCN.yaml / overall.yaml
+    n_layers: int = setting(3, ge=0)  # MMRec LightGCN.yaml grid [1, 2, 3, 4]
+    reg_weight: float = setting(1e-4, ge=0)  # MMRec LightGCN.yaml grid [1e-2 .. 1e-6]
+
+    grid = {"n_layers": (1, 2, 3, 4), "reg_weight": (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)}  # MMRec LightGCN.yaml
 
 
 @register("lightgcn")
 class LightGCN(Recommender):
-    def __init__(self, inputs: ModelInputs, embedding_size: int = 64, n_layers: int = 3, reg_weight: float = 1e-4):
-        super().__init__(inputs)
-        self.n_layers = n_layers
-        self.reg_weight = reg_weight
-        self.user_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, embedding_size)))
-        self.item_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, embedding_size)))
+    display_name = "LightGCN"
+    Config = LightGCNConfig
+
+    def __init__(self, inputs: ModelInputs, config: LightGCNConfig):
+        super().__init__(inputs, config)
+        self.n_layers = config.n_layers
+        self.reg_weight = config.reg_weight
+        self.user_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, config.embedding_size)))
+        self.item_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, config.embedding_size)))
         adj = sym_norm_bipartite_adj(inputs.train_matrix())
         self.register_buffer("norm_adj", to_torch_sparse(adj, inputs.device), persistent=False)
 

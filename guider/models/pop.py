@@ -11,10 +11,11 @@ from guider.models.registry import register
 
 @register("pop")
 class Pop(Recommender):
+    display_name = "MostPop"
     trainable = False
 
-    def __init__(self, inputs: ModelInputs):
-        super().__init__(inputs)
+    def __init__(self, inputs: ModelInputs, config=None):
+        super().__init__(inputs, config)
         counts = np.bincount(inputs.train_items, minlength=inputs.n_items).astype(np.float32)
         self.register_buffer("popularity", torch.from_numpy(counts)[:, None])  # [n_items, 1]
 

@@ -1,23 +1,24 @@
-"""Backbones are found by name; their default hyper-parameters live in `defaults.yaml`."""
+"""Backbones are found by name; each carries its typed hyper-parameters (`cls.Config`)."""
 
 from __future__ import annotations
 
-from importlib import resources
+from collections.abc import Mapping
 from typing import Any, Callable
 
-import yaml
-
-from guider.models.base import ModelInputs, Recommender
+from guider.models.base import ModelConfig, ModelInputs, Recommender
+from guider.settings import ConfigError
 
 _REGISTRY: dict[str, type[Recommender]] = {}
 
 
 def register(name: str) -> Callable[[type[Recommender]], type[Recommender]]:
-    """Class decorator: make a backbone available under `name`."""
+    """Class decorator: make a backbone available under `name` (also from outside the package)."""
 
     def wrap(cls: type[Recommender]) -> type[Recommender]:
         if name in _REGISTRY:
             raise ValueError(f"backbone {name!r} registered twice")
+        if not (isinstance(cls.Config, type) and issubclass(cls.Config, ModelConfig)):
+            raise TypeError(f"backbone {name!r}: Config must be a dataclass derived from guider.models.ModelConfig")
         cls.name = name
         _REGISTRY[name] = cls
         return cls
@@ -29,25 +30,33 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def registered() -> list[str]:
+    """Backbone names in registration order (the order tables list them)."""
+    return list(_REGISTRY)
+
+
 def get_class(name: str) -> type[Recommender]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; available: {', '.join(available())}") from None
+        raise ConfigError(f"unknown backbone {name!r}; available: {', '.join(available())}") from None
 
 
 def default_hparams(name: str) -> dict[str, Any]:
-    """MMRec's defaults for `name` (the single place they are written down)."""
-    get_class(name)
-    text = resources.files("guider.models").joinpath("defaults.yaml").read_text()
-    return dict(yaml.safe_load(text).get(name) or {})
+    """The backbone's default hyper-parameters (MMRec's), as a plain dict."""
+    return get_class(name).Config().to_dict()
 
 
-def build_model(name: str, inputs: ModelInputs, overrides: dict[str, Any] | None = None) -> Recommender:
-    """Instantiate backbone `name` with its defaults updated by `overrides`, on inputs.device."""
-    hparams = default_hparams(name)
-    unknown = set(overrides or {}) - set(hparams)
-    if unknown:
-        raise ValueError(f"unknown hyper-parameter(s) {sorted(unknown)} for {name!r}; known: {sorted(hparams)}")
-    hparams.update(overrides or {})
-    return get_class(name)(inputs, **hparams).to(inputs.device)
+def model_config(name: str, values: Mapping[str, Any] | ModelConfig | None = None, key: str = "model") -> ModelConfig:
+    """`name`'s Config with `values` applied; errors name `key`.<setting>."""
+    cls = get_class(name).Config
+    if isinstance(values, ModelConfig):
+        if not isinstance(values, cls):
+            raise ConfigError(f"{key}: a {type(values).__name__} was given to backbone {name!r} ({cls.__name__})")
+        return values
+    return cls.build(values, key)
+
+
+def build_model(name: str, inputs: ModelInputs, config: Mapping[str, Any] | ModelConfig | None = None) -> Recommender:
+    """Instantiate backbone `name` with its Config (or overrides of its defaults), on inputs.device."""
+    return get_class(name)(inputs, model_config(name, config)).to(inputs.device)

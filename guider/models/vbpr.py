@@ -9,22 +9,38 @@ MMRec's forward has a dropout argument that it always calls with 0, so none is a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from guider.models.base import Embeddings, ModelInputs, Recommender
+from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
 from guider.models.losses import bpr_per_sample, emb_norm_loss
 from guider.models.modalities import present_modalities
 from guider.models.registry import register
+from guider.settings import setting
+
+
+@dataclass(frozen=True)
+class VBPRConfig(ModelConfig):
+    embedding_size: int = setting(64, ge=1)  # MMRec VBPR.yaml / overall.yaml
+    # MMRec VBPR.yaml grid [2.0 .. 1e-5]; MMRec publishes no per-dataset winner for VBPR:
+    # the grid's smallest value, as for BPR (unverified)
+    reg_weight: float = setting(1e-5, ge=0)
+
+    grid = {"reg_weight": (2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)}  # MMRec VBPR.yaml
 
 
 @register("vbpr")
 class VBPR(Recommender):
+    display_name = "VBPR"
+    Config = VBPRConfig
     uses_features = True
 
-    def __init__(self, inputs: ModelInputs, embedding_size: int = 64, reg_weight: float = 1e-5):
-        super().__init__(inputs)
-        self.reg_weight = reg_weight
+    def __init__(self, inputs: ModelInputs, config: VBPRConfig):
+        super().__init__(inputs, config)
+        embedding_size = config.embedding_size
+        self.reg_weight = config.reg_weight
         raw = torch.cat(list(present_modalities(inputs).values()), dim=-1)  # [n_items, d_t + d_v]
         # Frozen inputs, rebuilt from the dataset on load: kept out of checkpoints.
         self.register_buffer("item_raw_features", raw, persistent=False)

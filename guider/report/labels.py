@@ -1,54 +1,36 @@
-"""Labels: method names (the (variant, denoise) pair of a run), backbone, dataset and metric
-names, as tables and plots show them.
+"""Labels: method, backbone, dataset and metric names, as tables and plots show them.
 
-A run trains a backbone either with a GUIDER variant (`--variant`) or with a denoising
-baseline (`--denoise`), never both; the method label is whichever of the two is set.
+Methods and backbones are the registered ones: each objective class carries its
+`display_name` (guider/objective.py, guider/denoise/) and so does each backbone class
+(guider/models/), and tables list them in registration order. A name the registries do not
+know (a run of a plug-in that is not installed here) is shown as it is, after the known ones.
 """
 
 from __future__ import annotations
 
-# label -> (variant, denoise, display name), in the order tables list them
-METHODS: dict[str, tuple[str, str, str]] = {
-    "none": ("none", "none", "plain"),
-    "paper": ("paper", "none", "GUIDER"),
-    "no_amsc": ("no_amsc", "none", "w/o AMSC"),
-    "no_dbpr": ("no_dbpr", "none", "w/o DBPR"),
-    "kl_kd": ("kl_kd", "none", "KL instead of OT"),
-    "no_kd": ("no_kd", "none", "w/o KD"),
-    "as_released": ("as_released", "none", "released code"),
-    "tce": ("none", "tce", "T-CE"),
-    "rce": ("none", "rce", "R-CE"),
-}
+
+def _methods() -> dict[str, str]:
+    from guider.objective import available_objectives, objective_class
+
+    return {name: objective_class(name).display_name for name in available_objectives()}
 
 
-def method_label(variant: str, denoise: str) -> str:
-    """'paper' for (paper, none), 'tce' for (none, tce); ValueError for unknown pairs."""
-    for label, (v, d, _) in METHODS.items():
-        if (v, d) == (variant, denoise):
-            return label
-    raise ValueError(f"unknown method: variant {variant!r} with denoise {denoise!r}")
+def _backbones() -> dict[str, str]:
+    from guider.models import get_class, registered
+
+    return {name: get_class(name).display_name or name for name in registered()}
 
 
-def display_name(label: str) -> str:
-    return METHODS[label][2] if label in METHODS else label
+def display_name(method: str) -> str:
+    return _methods().get(method, method)
 
 
 def method_order(labels) -> list[str]:
-    """`labels` sorted in table order (known methods first, the rest alphabetically)."""
-    known = [m for m in METHODS if m in set(labels)]
-    return known + sorted(set(labels) - set(METHODS))
+    """`labels` sorted in table order (registered methods first, the rest alphabetically)."""
+    known = [m for m in _methods() if m in set(labels)]
+    return known + sorted(set(labels) - set(known))
 
 
-# display names, in the order of the paper's tables
-BACKBONES = {
-    "bpr": "BPR",
-    "lightgcn": "LightGCN",
-    "vbpr": "VBPR",
-    "freedom": "FREEDOM",
-    "bm3": "BM3",
-    "lattice": "LATTICE",
-    "pop": "MostPop",
-}
 _METRIC_SHORT = {"recall": "R", "ndcg": "N", "precision": "P", "map": "MAP"}
 
 
@@ -62,7 +44,7 @@ def canonical_order(names, canonical) -> list[str]:
 
 
 def backbone_order(names) -> list[str]:
-    return canonical_order(names, list(BACKBONES))
+    return canonical_order(names, list(_backbones()))
 
 
 def dataset_order(names) -> list[str]:
@@ -70,7 +52,7 @@ def dataset_order(names) -> list[str]:
 
 
 def backbone_name(name: str) -> str:
-    return BACKBONES.get(name, name)
+    return _backbones().get(name, name)
 
 
 def dataset_name(name: str) -> str:

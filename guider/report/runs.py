@@ -5,7 +5,7 @@ The workflow stores every run at
     results/runs/<dataset>/<data>/<backbone>/<method>/seed<k>/
 
 where <data> is `base` (the dataset as prepared) or `noise<r>` (injected-noise ratio r)
-and <method> a label of `labels.METHODS`. The path gives the study coordinates that the
+and <method> a registered method name (`guider train --method`). The path gives the study coordinates that the
 trainer cannot know (the noise ratio of the data it was handed); metrics.json and
 config.json give the rest, and the two are cross-checked so a misplaced run is an error,
 not a wrong table.
@@ -20,8 +20,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from guider.report.labels import method_label
-
 BASE_DATA = "base"
 _NOISE_DATA = re.compile(r"^noise(\d+(?:\.\d+)?)$")
 _SEED_DIR = re.compile(r"^seed(\d+)$")
@@ -31,8 +29,6 @@ RUN_COLUMNS = [
     "noise_ratio",
     "backbone",
     "method",
-    "variant",
-    "denoise",
     "seed",
     "best_epoch",
     "epochs_run",
@@ -92,16 +88,14 @@ def read_run(metrics_path: str | Path) -> dict:
     key = parse_run_path(metrics_path)
     metrics = _read_json(metrics_path)
     config = _read_json(metrics_path.with_name("config.json")) if metrics_path.with_name("config.json").exists() else {}
-    variant, denoise = _method_of(metrics, config, metrics_path)
-    _check_consistent(key, metrics, method_label(variant, denoise), metrics_path)
+    method = _method_of(metrics, config, metrics_path)
+    _check_consistent(key, metrics, method, metrics_path)
     row = {
         "dataset": key.dataset,
         "data": key.data,
         "noise_ratio": key.noise_ratio,
         "backbone": key.backbone,
         "method": key.method,
-        "variant": variant,
-        "denoise": denoise,
         "seed": key.seed,
         **{k: metrics.get(k) for k in ("best_epoch", "epochs_run", "train_seconds", "seconds_per_epoch", "device")},
         "run_dir": str(metrics_path.parent),
@@ -152,18 +146,20 @@ def _read_json(path: Path) -> dict:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
 
 
-def _method_of(metrics: dict, config: dict, path: Path) -> tuple[str, str]:
-    """(variant, denoise): config.json is authoritative; metrics.json is the fallback."""
-    variant = config.get("variant", metrics.get("variant"))
-    denoise = config.get("denoise", metrics.get("denoise_method", metrics.get("denoise", "none")))
-    if not isinstance(denoise, str):  # some writers store detection results under "denoise"
-        denoise = metrics.get("denoise_method", "none")
-    if variant is None:
-        raise ValueError(f"{path}: no 'variant' in metrics.json or config.json")
+def _method_of(metrics: dict, config: dict, path: Path) -> str:
+    """The run's method: config.json is authoritative, metrics.json the fallback. Runs written
+    before 0.2 recorded a (variant, denoise) pair instead; it names the method too."""
     for key in ("valid", "test"):
         if not isinstance(metrics.get(key), dict) or not metrics[key]:
             raise ValueError(f"{path}: '{key}' must map metric names to values")
-    return variant, denoise
+    method = config.get("method", metrics.get("method"))
+    if method is not None:
+        return method
+    variant = config.get("variant", metrics.get("variant"))
+    denoise = config.get("denoise", metrics.get("denoise_method", metrics.get("denoise", "none")))
+    if variant is None:
+        raise ValueError(f"{path}: no 'method' in metrics.json or config.json")
+    return denoise if isinstance(denoise, str) and denoise != "none" else variant
 
 
 def _check_consistent(key: RunKey, metrics: dict, method: str, path: Path) -> None:

@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm correction")
     parser.add_argument("--treatment", default="paper", help="method compared against --baseline (main table)")
     parser.add_argument("--baseline", default="none", help="reference method (main table)")
+    parser.add_argument(
+        "--note", help="a sentence added under the table (e.g. that demo numbers illustrate the pipeline)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         write_csv(tests, Path(f"{args.out}_significance.csv"))
     else:
         table = tables.ablation_table(runs, args.metrics)
+    if args.note:
+        table.notes.append(args.note)
     write_text(Path(f"{args.out}.md"), render.markdown(table))
     write_text(Path(f"{args.out}.tex"), render.latex(table, label=f"tab:{args.kind}"))
     print(f"{args.kind} table -> {args.out}.md, {args.out}.tex")

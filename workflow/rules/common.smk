@@ -13,15 +13,26 @@ depends on the config is a function here. Paths:
 
 import functools
 import os
+import shlex
 import shutil
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
+import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+
+try:  # the package's registries and typed configs check the config (installed, or this checkout)
+    import guider  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(Path(workflow.basedir)))
+from guider import workflow_config
+from guider.objective import available_objectives
 
 # --- config --------------------------------------------------------------------------
 # The paper reproduction is the default; `--configfile FILE` replaces it (a `configfile:`
@@ -31,22 +42,29 @@ if not workflow.config_settings.configfiles:
     configfile: "config/config.yaml"
 
 
-validate(config, "../schemas/config.schema.yaml")
+if "variants" in config:  # the 0.1 name of `methods`, accepted for one release
+    if "methods" in config:
+        raise WorkflowError("config: both 'methods' and its deprecated name 'variants' are set; keep 'methods'")
+    logger.warning("guider: config key 'variants' is deprecated; call it 'methods'")
+    config["methods"] = config.pop("variants")
+
+
+def _validate_with_registries() -> None:
+    """Validate against the schema whose backbone and method enums come from the registries."""
+    schema = workflow_config.config_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "config.schema.yaml"
+        path.write_text(yaml.safe_dump(schema))
+        validate(config, str(path))
+
+
+_validate_with_registries()
 
 DATASETS = config["datasets"]
-METHOD_ARGS = {  # method label -> the (variant, denoise) pair `guider train` receives
-    "none": "--variant none --denoise none",
-    "paper": "--variant paper --denoise none",
-    "no_amsc": "--variant no_amsc --denoise none",
-    "no_dbpr": "--variant no_dbpr --denoise none",
-    "kl_kd": "--variant kl_kd --denoise none",
-    "no_kd": "--variant no_kd --denoise none",
-    "as_released": "--variant as_released --denoise none",
-    "tce": "--variant none --denoise tce",
-    "rce": "--variant none --denoise rce",
-}
+METHODS = available_objectives()  # every registered training method (`guider train --method`)
 CONDA_ENV = "../../envs/guider.yaml"  # relative to workflow/rules/; used with --sdm conda
 FIGURES = ["comparison", "curves"]  # always drawn; "ablation", "noise", "detection" when the study runs
+ALL_FIGURES = ["comparison", "curves", "ablation", "noise", "detection"]
 
 
 def _check_subset(section: str, key: str, allowed) -> None:
@@ -55,20 +73,37 @@ def _check_subset(section: str, key: str, allowed) -> None:
         raise WorkflowError(f"config {section}.{key}: {sorted(unknown)} not among the configured {sorted(allowed)}")
 
 
+def _check_sources() -> None:
+    """Every dataset names a source that exists: a registry entry or an MMRec folder."""
+    registry = dataset_registry()
+    for name, spec in DATASETS.items():
+        if spec["source"] == "download" and name not in registry:
+            raise WorkflowError(
+                f"config datasets.{name}: source 'download' but {name!r} is not in the "
+                f"dataset registry ({', '.join(registry)})"
+            )
+        if spec["source"] == "mmrec":
+            folder = spec.get("path")
+            if not folder or not Path(folder).is_dir():
+                raise WorkflowError(
+                    f"config datasets.{name}.path: source 'mmrec' needs an existing folder, got {folder!r}"
+                )
+            if len(list(Path(folder).glob("*.inter"))) != 1:
+                raise WorkflowError(f"config datasets.{name}.path: {folder} must hold exactly one <name>.inter file")
+
+
 def _check_config() -> None:
     """Cross-references the schema cannot express."""
     _check_subset("ablation", "datasets", DATASETS)
     _check_subset("noise", "datasets", DATASETS)
+    _check_sources()
     for section in ("ablation", "noise"):
         if config[section]["datasets"] and not config[section]["backbones"]:
             raise WorkflowError(f"config {section}: datasets are listed but no backbones")
     if config["noise"]["datasets"] and not [r for r in config["noise"]["ratios"] if r > 0]:
         raise WorkflowError("config noise.ratios: the noise study needs at least one ratio > 0")
-    if not {"none", "paper"} <= set(config["variants"]):
-        raise WorkflowError("config variants: the main table compares 'paper' with 'none'; list both")
-
-
-_check_config()
+    if not {"none", "paper"} <= set(config["methods"]):
+        raise WorkflowError("config methods: the main table compares 'paper' with 'none'; list both")
 
 
 # --- GPU scheduling ------------------------------------------------------------------
@@ -125,22 +160,14 @@ def noise_data(ratio: float) -> str:
 
 @functools.cache
 def dataset_registry() -> dict:
-    """The real datasets' registry (guider/data/datasets.yaml), read without importing guider."""
-    import yaml
-
+    """The real datasets' registry (guider/data/datasets.yaml)."""
     return yaml.safe_load((Path(workflow.basedir) / "guider/data/datasets.yaml").read_text())
 
 
 def registry_files(dataset: str) -> list[str]:
     """Upstream files `guider data download` writes for `dataset`, minus the skipped parts."""
-    registry = dataset_registry()
-    if dataset not in registry:
-        raise WorkflowError(
-            f"config datasets.{dataset}: source 'download' but {dataset!r} is not in the "
-            f"dataset registry ({', '.join(registry)})"
-        )
     skip = set(DATASETS[dataset]["skip"])
-    return [f["name"] for f in registry[dataset]["files"] if f["role"] not in skip]
+    return [f["name"] for f in dataset_registry()[dataset]["files"] if f["role"] not in skip]
 
 
 def download_outputs(dataset: str) -> list[str]:
@@ -165,6 +192,13 @@ def synthetic_args(wildcards) -> str:
     return " ".join(args)
 
 
+def mmrec_files(wildcards) -> list[str]:
+    """The MMRec folder's interaction file and whichever feature files it ships."""
+    folder = Path(DATASETS[wildcards.dataset]["path"])
+    features = [folder / name for name in workflow_config.MODALITY_FILES.values() if (folder / name).is_file()]
+    return [str(p) for p in [*folder.glob("*.inter"), *features]]
+
+
 def feature_args(modality: str):
     def args(wildcards) -> str:
         spec = DATASETS[wildcards.dataset]["features"][modality]
@@ -174,13 +208,26 @@ def feature_args(modality: str):
     return args
 
 
+@functools.cache
+def dataset_modalities(dataset: str) -> frozenset:
+    """Item features a dataset's training runs get: an MMRec folder ships its own (or none);
+    downloaded and synthetic data are encoded by the text and image feature rules."""
+    spec = DATASETS[dataset]
+    if spec["source"] == "mmrec":
+        return frozenset(workflow_config.folder_modalities(spec["path"]))
+    return frozenset({"text", "image"})
+
+
 def base_data_files(dataset: str) -> dict:
+    """The base folder: written by three jobs (data, text, image features), or by one import."""
     folder = data_dir(dataset, "base")
+    if DATASETS[dataset]["source"] == "mmrec":
+        return {"meta": f"{folder}/dataset.json"}
     return {"meta": f"{folder}/dataset.json", "text": f"{folder}/text_feat.npy", "image": f"{folder}/image_feat.npy"}
 
 
 def train_data_files(wildcards) -> dict:
-    """A noisy copy is written whole (features included) by one job; the base folder by three."""
+    """A noisy copy is written whole (features included) by one job."""
     if wildcards.data == "base":
         return base_data_files(wildcards.dataset)
     return {"meta": f"{data_dir(wildcards.dataset, wildcards.data)}/dataset.json"}
@@ -190,10 +237,9 @@ def train_data_files(wildcards) -> dict:
 RUN = "results/runs/{dataset}/{data}/{backbone}/{method}/seed{seed}"
 
 
-def study_runs() -> list[dict]:
-    """Every run the config asks for (main study, ablations, noise study), without duplicates."""
-    seeds = config["seeds"]
-    main = [(d, "base", b, m) for d in DATASETS for b in config["backbones"] for m in config["variants"]]
+def _study_keys() -> list[tuple]:
+    """(dataset, data, backbone, method) of every run the studies ask for, without duplicates."""
+    main = [(d, "base", b, m) for d in DATASETS for b in config["backbones"] for m in config["methods"]]
     abl = config["ablation"]
     ablation = [(d, "base", b, m) for d in abl["datasets"] for b in abl["backbones"] for m in abl["methods"]]
     noise = config["noise"]
@@ -204,8 +250,46 @@ def study_runs() -> list[dict]:
         for m in noise["methods"]
         for r in noise["ratios"]
     ]
-    keys = dict.fromkeys(main + ablation + noisy)
-    return [dict(dataset=d, data=x, backbone=b, method=m, seed=s) for (d, x, b, m) in keys for s in seeds]
+    return list(dict.fromkeys(main + ablation + noisy))
+
+
+def _runnable_keys() -> list[tuple]:
+    """The study's runs minus those the data cannot feed (no item features); logs what is left out."""
+    kept, study = [], _study_keys()
+    for dataset in DATASETS:
+        keys = [k for k in study if k[0] == dataset]
+        pairs, skipped = workflow_config.skipped_runs(
+            dict.fromkeys((b, m) for _, _, b, m in keys), dataset_modalities(dataset)
+        )
+        if skipped:
+            left_out = "; ".join(f"{b}/{m} ({why})" for (b, m), why in skipped.items())
+            logger.info(
+                f"guider: dataset {dataset} has no item features ({DATASETS[dataset].get('path')}); "
+                f"training only the runs that need none, skipping {left_out}"
+            )
+        kept += [k for k in keys if (k[2], k[3]) in set(pairs)]
+    return kept
+
+
+STUDY_KEYS = _runnable_keys()
+
+
+def _check_runs() -> None:
+    """Each (backbone, method) resolves to a valid run config with its overrides (before any job)."""
+    try:
+        workflow_config.check_runs(config["train"], [(b, m) for _, _, b, m in STUDY_KEYS])
+    except ValueError as err:
+        raise WorkflowError(str(err)) from None
+
+
+_check_config()
+_check_runs()
+
+
+def study_runs() -> list[dict]:
+    """Every run to train, one per seed."""
+    seeds = config["seeds"]
+    return [dict(dataset=d, data=x, backbone=b, method=m, seed=s) for (d, x, b, m) in STUDY_KEYS for s in seeds]
 
 
 def run_files(name: str) -> list[str]:
@@ -214,34 +298,48 @@ def run_files(name: str) -> list[str]:
 
 def train_args(wildcards) -> str:
     train = config["train"]
-    args = [METHOD_ARGS[wildcards.method], f"--seed {wildcards.seed}", f"--device {train['device']}"]
+    args = [f"--method {wildcards.method}", f"--seed {wildcards.seed}", f"--device {train['device']}"]
     args += [f"--{key} {train[key]}" for key in ("epochs", "patience") if train[key] is not None]
-    overrides = {**train["overrides"], **train["backbone_overrides"].get(wildcards.backbone, {})}
-    args += [f"--set {key}={value}" for key, value in overrides.items()]
+    args += [f"--set {pair}" for pair in workflow_config.override_pairs(train, wildcards.backbone, wildcards.method)]
     return " ".join(args)
 
 
 # --- report --------------------------------------------------------------------------
 def has_ablation() -> bool:
     """Whether some run on the base data uses a method other than plain and GUIDER."""
-    ablation = config["ablation"]
-    extra_main = set(config["variants"]) - {"none", "paper"}
-    extra_ablation = (
-        set(ablation["methods"]) - {"none", "paper"} if ablation["datasets"] and ablation["backbones"] else set()
-    )
-    return bool(extra_main or extra_ablation)
+    return any(data == "base" and method not in ("none", "paper") for _, data, _, method in STUDY_KEYS)
 
 
 def has_noise_study() -> bool:
-    return bool(config["noise"]["datasets"])
+    return any(data != "base" for _, data, _, _ in STUDY_KEYS)
 
 
 def figure_names() -> list[str]:
     names = list(FIGURES)
     names += ["ablation"] if has_ablation() else []
     names += ["noise"] if has_noise_study() else []
-    names += ["detection"] if has_noise_study() and "paper" in config["noise"]["methods"] else []
+    names += ["detection"] if any(d != "base" and m == "paper" for _, d, _, m in STUDY_KEYS) else []
     return names
+
+
+def figure_inputs(wildcards) -> dict:
+    inputs = {"runs": "results/summary/runs.csv"}
+    if wildcards.figure == "curves":
+        inputs["curves"] = "results/summary/training_curves.csv"
+    return inputs
+
+
+def figure_args(wildcards, input) -> str:
+    """Per-figure options of `guider report figure`: the metric, and the curves for `curves`."""
+    args = [] if wildcards.figure == "detection" else [f"--metric {config['report']['figure_metric']}"]
+    if wildcards.figure == "curves":
+        args.append(f"--curves {input.curves}")
+    return " ".join(args)
+
+
+def note_args() -> str:
+    note = config["report"]["note"]
+    return f"--note {shlex.quote(note)}" if note else ""
 
 
 def report_targets() -> list[str]:
@@ -263,5 +361,5 @@ wildcard_constraints:
     dataset=name_pattern(DATASETS),
     data=r"base|noise[0-9.]+",
     backbone=r"[A-Za-z0-9_]+",
-    method=name_pattern(METHOD_ARGS),
+    method=name_pattern(METHODS),
     seed=r"[0-9]+",

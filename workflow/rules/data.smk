@@ -1,4 +1,5 @@
-# Datasets: download + prepare (real data), generate (synthetic), inject noise (noise study).
+# Datasets: download + prepare (real data), generate (synthetic), import an MMRec folder,
+# inject noise (noise study).
 
 
 # One download rule per real dataset: its outputs are the registry's upstream files, so a
@@ -64,6 +65,27 @@ rule synthetic:
         args=synthetic_args,
     shell:
         "guider data synthetic --out {params.folder} {params.args} --no-features > {log} 2>&1"
+
+
+rule import_mmrec:
+    input:
+        mmrec_files,
+    output:
+        meta="results/data/{dataset}/base/dataset.json",
+    log:
+        "results/logs/data/import_{dataset}.log",
+    wildcard_constraints:
+        dataset=name_pattern(datasets_by_source("mmrec")),
+    localrule: True
+    conda:
+        CONDA_ENV
+    resources:
+        **job_resources("data"),
+    params:
+        src=lambda wildcards: DATASETS[wildcards.dataset]["path"],
+        folder=lambda wildcards, output: os.path.dirname(output.meta),
+    shell:
+        "guider data import --format mmrec {params.src} --out {params.folder} --name {wildcards.dataset} > {log} 2>&1"
 
 
 rule inject_noise:

@@ -42,9 +42,10 @@ rule main_table:
         stem=lambda wildcards, output: os.path.splitext(output.md)[0],
         metrics=REPORT_METRICS,
         alpha=config["report"]["alpha"],
+        note=note_args(),
     shell:
         "guider report table main --runs {input.runs} --out {params.stem} --metrics {params.metrics} "
-        "--alpha {params.alpha} > {log} 2>&1"
+        "--alpha {params.alpha} {params.note} > {log} 2>&1"
 
 
 rule ablation_table:
@@ -103,14 +104,18 @@ rule noise_curve:
         "guider report summary --runs {input.runs} --noise-out {output.curve} --metric {params.metric} > {log} 2>&1"
 
 
-rule figure_comparison:
+# One rule for every figure: `guider report figure <figure>`; the caption (figure.rst)
+# picks its text by the figure's name.
+rule figure:
     input:
-        runs="results/summary/runs.csv",
+        unpack(figure_inputs),
     output:
-        png=report("results/figures/comparison.png", caption="../report/comparison.rst", category="Figures"),
-        pdf="results/figures/comparison.pdf",
+        png=report("results/figures/{figure}.png", caption="../report/figure.rst", category="Figures"),
+        pdf="results/figures/{figure}.pdf",
     log:
-        "results/logs/report/figure_comparison.log",
+        "results/logs/report/figure_{figure}.log",
+    wildcard_constraints:
+        figure=name_pattern(ALL_FIGURES),
     localrule: True
     conda:
         CONDA_ENV
@@ -118,87 +123,6 @@ rule figure_comparison:
         **job_resources("report"),
     params:
         stem=lambda wildcards, output: os.path.splitext(output.png)[0],
-        metric=FIGURE_METRIC,
+        args=figure_args,
     shell:
-        "guider report figure comparison --runs {input.runs} --metric {params.metric} --out {params.stem} > {log} 2>&1"
-
-
-rule figure_curves:
-    input:
-        runs="results/summary/runs.csv",
-        curves="results/summary/training_curves.csv",
-    output:
-        png=report("results/figures/curves.png", caption="../report/curves.rst", category="Figures"),
-        pdf="results/figures/curves.pdf",
-    log:
-        "results/logs/report/figure_curves.log",
-    localrule: True
-    conda:
-        CONDA_ENV
-    resources:
-        **job_resources("report"),
-    params:
-        stem=lambda wildcards, output: os.path.splitext(output.png)[0],
-        metric=FIGURE_METRIC,
-    shell:
-        "guider report figure curves --runs {input.runs} --curves {input.curves} --metric {params.metric} "
-        "--out {params.stem} > {log} 2>&1"
-
-
-rule figure_ablation:
-    input:
-        runs="results/summary/runs.csv",
-    output:
-        png=report("results/figures/ablation.png", caption="../report/ablation.rst", category="Figures"),
-        pdf="results/figures/ablation.pdf",
-    log:
-        "results/logs/report/figure_ablation.log",
-    localrule: True
-    conda:
-        CONDA_ENV
-    resources:
-        **job_resources("report"),
-    params:
-        stem=lambda wildcards, output: os.path.splitext(output.png)[0],
-        metric=FIGURE_METRIC,
-    shell:
-        "guider report figure ablation --runs {input.runs} --metric {params.metric} --out {params.stem} > {log} 2>&1"
-
-
-rule figure_noise:
-    input:
-        runs="results/summary/runs.csv",
-    output:
-        png=report("results/figures/noise.png", caption="../report/noise.rst", category="Figures"),
-        pdf="results/figures/noise.pdf",
-    log:
-        "results/logs/report/figure_noise.log",
-    localrule: True
-    conda:
-        CONDA_ENV
-    resources:
-        **job_resources("report"),
-    params:
-        stem=lambda wildcards, output: os.path.splitext(output.png)[0],
-        metric=FIGURE_METRIC,
-    shell:
-        "guider report figure noise --runs {input.runs} --metric {params.metric} --out {params.stem} > {log} 2>&1"
-
-
-rule figure_detection:
-    input:
-        runs="results/summary/runs.csv",
-    output:
-        png=report("results/figures/detection.png", caption="../report/detection.rst", category="Figures"),
-        pdf="results/figures/detection.pdf",
-    log:
-        "results/logs/report/figure_detection.log",
-    localrule: True
-    conda:
-        CONDA_ENV
-    resources:
-        **job_resources("report"),
-    params:
-        stem=lambda wildcards, output: os.path.splitext(output.png)[0],
-    shell:
-        "guider report figure detection --runs {input.runs} --out {params.stem} > {log} 2>&1"
+        "guider report figure {wildcards.figure} --runs {input.runs} {params.args} --out {params.stem} > {log} 2>&1"

@@ -1,6 +1,6 @@
 # Training: one `guider train` per (dataset, data, backbone, method, seed). The run folder
 # also receives config.json, checkpoint.pt (resume after an interruption: --resume) and,
-# for GUIDER variants, teacher_metrics.json, amsc.npz and denoise.json.
+# for GUIDER's methods, teacher_metrics.json, amsc.npz and denoise.json.
 
 
 rule train:
