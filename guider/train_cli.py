@@ -83,9 +83,15 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except KeyboardInterrupt:
-        has_checkpoint = (args.out / "checkpoint.pt").exists()
-        hint = "run the same command with --resume to continue from its last finished epoch"
-        log.error("interrupted; %s %s", args.out, hint if has_checkpoint else "has no checkpoint yet (start it again)")
+        if (args.out / "checkpoint.pt").exists():
+            log.error(
+                "interrupted; %s keeps its last finished epoch: run the same command with --resume to continue",
+                args.out,
+            )
+        else:
+            log.error(
+                "interrupted before the first epoch finished; %s has no checkpoint: start the run again", args.out
+            )
         return INTERRUPTED
     summary = {k: metrics[k] for k in ("dataset", "backbone", "method", "seed", "best_epoch", "epochs_run")}
     summary["test"] = {k: round(v, 4) for k, v in metrics["test"].items() if k.endswith("@20")}

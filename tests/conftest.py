@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import torch
 
-from guider.config import resolve_run_config
 from guider.data import Dataset, save_dataset
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -46,6 +45,8 @@ def make_dataset(n_users=30, n_items=40, per_user=8, features=True, seed=0, name
 
 def run_config(backbone="bpr", method="none", seed=0, **sections):
     """A resolved RunConfig with some sections overridden (dicts), e.g. tce={"max_rate": 0.3}."""
+    from guider.config import resolve_run_config
+
     return resolve_run_config(backbone, method=method, seed=seed, overrides=sections)
 
 
