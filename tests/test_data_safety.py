@@ -34,8 +34,9 @@ def three_columns(ds=None) -> pd.DataFrame:
 
 
 # --- names and paths ------------------------------------------------------------------
-@pytest.mark.parametrize("bad_name", ["../../escaped", "/tmp/abs-escaped", "sub/dir", "..", ".hidden"])
+@pytest.mark.parametrize("bad_name", ["../../escaped", "ABSOLUTE", "sub/dir", "..", ".hidden"])
 def test_a_dataset_name_cannot_write_outside_out(tmp_path, bad_name):
+    bad_name = str(tmp_path / "abs-escaped") if bad_name == "ABSOLUTE" else bad_name
     src = save_dataset(make_dataset(), tmp_path / "src")
     meta = json.loads((src / "dataset.json").read_text())
     (src / "dataset.json").write_text(json.dumps({**meta, "name": bad_name}))
@@ -43,8 +44,7 @@ def test_a_dataset_name_cannot_write_outside_out(tmp_path, bad_name):
     before = {p for p in tmp_path.rglob("*")}
     assert cli(["data", "import", "--format", "mmrec", str(src), "--out", str(out)]) == 2
     assert cli(["data", "noise", "--data", str(src), "--ratio", "0.1", "--out", str(out)]) == 2
-    assert {p for p in tmp_path.rglob("*")} == before  # nothing written anywhere
-    assert not os.path.exists("/tmp/abs-escaped.inter")
+    assert {p for p in tmp_path.rglob("*")} == before  # nothing written anywhere (the absolute name included)
     with pytest.raises(DatasetError, match="is not a safe file name"):
         load_dataset(src)
 
