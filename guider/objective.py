@@ -42,8 +42,9 @@ class Objective:
 
     Class attributes a plug-in sets: `display_name` (tables and figures), `sections` (its
     typed config sections, name -> Section class), `requires_features` ("none", "any" or
-    "both": the item features the method needs), `needs_negatives` (True when it reads
-    sampled negatives itself) and `artifacts` (files it writes into the run folder).
+    "both": the item features the method needs), `reads_negatives` (True when it reads
+    sampled negatives itself), `early_stopping` and `artifacts` (files it writes into the
+    run folder, so a restarted run can clear them).
     """
 
     name: ClassVar[str] = "none"

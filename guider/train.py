@@ -300,11 +300,11 @@ def train(
     ds = load_dataset(data_dir)
     config = config.with_data(ds.name, dataset_fingerprint(ds))
     dev = resolve_device(device)
-    mode = "auto" if resume is True else (None if resume in (False, None) else resume)
-    saved = prepare_run_dir(out_dir, config.to_dict(), mode)
     if dev.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
-    trainer = Trainer(ds, Path(out_dir), config, dev, progress=progress)
+    trainer = Trainer(ds, Path(out_dir), config, dev, progress=progress)  # writes nothing yet
+    mode = "auto" if resume is True else (None if resume in (False, None) else resume)
+    saved = prepare_run_dir(out_dir, config.to_dict(), mode)  # only now may old run files go
     if saved is not None:
         trainer.restore(saved)
     write_json(Path(out_dir) / "config.json", {**config.to_dict(), "data": str(data_dir), "device": str(dev)})
