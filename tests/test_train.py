@@ -191,3 +191,14 @@ def test_min_epochs_holds_off_early_stopping(tiny_folder, tmp_path):
         pd.read_csv(tmp_path / "quick" / "log.csv")["train_loss"].tolist()
         == log["train_loss"].tolist()[: quick["epochs_run"]]
     )
+
+
+def test_deprecated_variant_and_denoise_flags_name_the_method(tiny_folder, tmp_path, caplog):
+    args = ["train", "--data", str(tiny_folder), "--backbone", "bpr", "--epochs", "1", "--no-progress"]
+    assert cli([*args, "--out", str(tmp_path / "a"), "--variant", "none", "--denoise", "tce"]) == 0
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["method"] == "tce"
+    assert "--variant and --denoise are deprecated; use --method NAME" in caplog.text
+    assert cli([*args, "--out", str(tmp_path / "b"), "--variant", "paper", "--denoise", "rce"]) == 2
+    assert "name two methods" in caplog.text
+    assert cli([*args, "--out", str(tmp_path / "c"), "--method", "rce", "--denoise", "tce"]) == 2
+    assert "--method rce contradicts the deprecated --variant/--denoise tce" in caplog.text
