@@ -36,6 +36,9 @@ class TrainConfig(Section):
     eval_batch_users: int = setting(4096, ge=1)  # users ranked per chunk (bounds evaluation memory)
     valid_metric: str = setting("recall@20")  # MMRec valid_metric Recall@20
     ks: list[int] = setting([5, 10, 20, 50], ge=1)  # MMRec topk
+    # MMRec learning_rate_scheduler [gamma, step]: lr at epoch e = lr * gamma ** (e / step);
+    # overall.yaml's [1.0, 50] keeps it constant, some models set their own (LATTICE [0.96, 50])
+    lr_scheduler: list[float] = setting([1.0, 50.0], gt=0)
 
     def check(self, name: str) -> None:
         if not self.ks:
@@ -52,6 +55,15 @@ class TrainConfig(Section):
             )
         if self.min_epochs > self.epochs:
             raise ConfigError(f"{name}.min_epochs ({self.min_epochs}) exceeds {name}.epochs ({self.epochs})")
+        if len(self.lr_scheduler) != 2:
+            raise ConfigError(
+                f"{name}.lr_scheduler must be [gamma, step] (MMRec's learning_rate_scheduler), got {self.lr_scheduler}"
+            )
+
+    def lr_factor(self, epoch: int) -> float:
+        """MMRec's LambdaLR factor of epoch `epoch`: gamma ** (epoch / step)."""
+        gamma, step = self.lr_scheduler
+        return gamma ** (epoch / step)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,15 +153,17 @@ def resolve_run_config(
 ) -> RunConfig:
     """The complete, checked configuration of a run (before it is bound to its data).
 
-    Layers, later winning: the defaults, `overrides` (sections as a dict), the YAML file,
-    `--set` pairs, then the --epochs/--patience flags."""
+    Layers, later winning: the defaults, the backbone's own train defaults
+    (`Config.train_defaults`), `overrides` (sections as a dict), the YAML file, `--set` pairs,
+    then the --epochs/--patience flags."""
     from guider.models import get_class
     from guider.objective import objective_class
 
     model_class = get_class(backbone)
     objective = objective_class(method)
     cli_train = {k: v for k, v in {"epochs": epochs, "patience": patience}.items() if v is not None}
-    given = deep_merge(overrides or {}, load_yaml(config_file), parse_set(sets), {"train": cli_train})
+    backbone_train = {"train": dict(model_class.Config.train_defaults)}  # e.g. LATTICE's lr schedule
+    given = deep_merge(backbone_train, overrides or {}, load_yaml(config_file), parse_set(sets), {"train": cli_train})
     known = ["model", "train", *objective.sections]
     unknown = sorted(set(given) - set(known))
     if unknown:

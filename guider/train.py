@@ -111,6 +111,7 @@ class Trainer:
         """One pass over the shuffled train interactions; returns mean logged values."""
         gen = seed_everything(self.config.seed, epoch)
         rng = np.random.default_rng([self.config.seed, epoch])
+        self._set_learning_rate(epoch)
         self.model.train()
         self.model.on_epoch_start(epoch, gen)
         self.objective.on_epoch_start(epoch, gen)
@@ -131,6 +132,14 @@ class Trainer:
                 totals[key] = totals.get(key, 0.0) + value
             n_batches += 1
         return {key: value / max(1, n_batches) for key, value in totals.items()}
+
+    def _set_learning_rate(self, epoch: int) -> None:
+        """train.lr_scheduler, MMRec's LambdaLR: lr x gamma ** (epoch / step), from the epoch alone
+        (so a resumed run needs no scheduler state); untouched when gamma is 1."""
+        if self.optimizer is None or self.tcfg.lr_scheduler[0] == 1.0:
+            return
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.tcfg.lr * self.tcfg.lr_factor(epoch)
 
     def _batch(self, rows: np.ndarray, users: np.ndarray, negs: np.ndarray | None) -> Batch:
         def t(a):

@@ -6,6 +6,7 @@ import pytest
 import torch
 from conftest import make_dataset
 
+from guider.config import resolve_run_config
 from guider.models import ModelConfig, Recommender, available, build_model, default_hparams, get_class, register
 from guider.models.base import ModelInputs
 from guider.settings import ConfigError
@@ -45,8 +46,12 @@ def test_every_backbone_has_one_typed_config_whose_defaults_pass_its_checks(name
     config_class = get_class(name).Config
     assert dataclasses.is_dataclass(config_class) and issubclass(config_class, ModelConfig)
     assert config_class.build({}, "model") == config_class()
+    train = resolve_run_config(name).train
     for key, values in config_class.grid.items():
-        assert getattr(config_class(), key) in values, f"{name}.{key}: default outside MMRec's grid {values}"
+        section, _, field = key.partition(".")
+        assert section in ("model", "train"), f"{name}: grid key {key!r} must be model.<key> or train.<key>"
+        default = getattr(config_class() if section == "model" else train, field)
+        assert default in values, f"{name}.{key}: default {default} outside MMRec's grid {values}"
 
 
 def test_unknown_names_and_hparams_are_clear_errors():
@@ -65,3 +70,25 @@ def test_register_requires_a_model_config():
     with pytest.raises(TypeError, match="Config must be a dataclass derived from guider.models.ModelConfig"):
         register("no-config-test")(NoConfig)
     assert "no-config-test" not in available()
+
+
+def test_a_backbones_train_defaults_and_the_lr_schedule(tmp_path, monkeypatch):
+    """Config.train_defaults change the trainer's defaults for that backbone only; the trainer
+    applies MMRec's schedule lr x gamma ** (epoch / step) at each epoch."""
+    from guider.models.bpr import BPRConfig
+
+    monkeypatch.setattr(BPRConfig, "train_defaults", {"lr_scheduler": [0.5, 2.0]})
+    assert resolve_run_config("bpr").train.lr_scheduler == [0.5, 2.0]
+    assert resolve_run_config("lightgcn").train.lr_scheduler == [1.0, 50.0]  # MMRec overall.yaml: constant
+    assert resolve_run_config("bpr", sets=["train.lr_scheduler=[1.0, 50]"]).train.lr_scheduler == [1.0, 50.0]
+    config = resolve_run_config("bpr", sets=["train.lr=0.01"])
+    from guider.train import Trainer
+
+    trainer = Trainer(make_dataset(), tmp_path, config, torch.device("cpu"), progress=False)
+    seen = []
+    for epoch in range(4):
+        trainer.run_epoch(epoch)
+        seen.append(trainer.optimizer.param_groups[0]["lr"])
+    assert seen == pytest.approx([0.01 * 0.5 ** (e / 2) for e in range(4)])
+    with pytest.raises(ConfigError, match=r"train.lr_scheduler must be \[gamma, step\]"):
+        resolve_run_config("bpr", sets=["train.lr_scheduler=[0.9]"])

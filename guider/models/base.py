@@ -61,7 +61,13 @@ class Embeddings:
 
 @dataclass(frozen=True)
 class ModelConfig(Section):
-    """Hyper-parameters of a backbone: subclass it with one `setting(...)` field per value."""
+    """Hyper-parameters of a backbone: subclass it with one `setting(...)` field per value.
+
+    `grid` records the source's search grid, keyed `model.<field>` or `train.<field>` (MMRec
+    searches some learning rates); `train_defaults` the backbone's own changes to the trainer's
+    defaults (MMRec's per-model yaml keys such as LATTICE's learning_rate_scheduler)."""
+
+    train_defaults: ClassVar[dict[str, Any]] = {}
 
 
 class Recommender(nn.Module):

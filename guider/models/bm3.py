@@ -41,7 +41,7 @@ class BM3Config(ModelConfig):
     reg_weight: float = setting(0.1, ge=0)  # grid [0.1, 0.01]; best on Baby = 0.1
     cl_weight: float = setting(2.0, ge=0)  # MMRec BM3.yaml
 
-    grid = {"n_layers": (1, 2), "reg_weight": (0.1, 0.01), "dropout": (0.3, 0.5)}  # MMRec BM3.yaml
+    grid = {"model.n_layers": (1, 2), "model.reg_weight": (0.1, 0.01), "model.dropout": (0.3, 0.5)}  # MMRec BM3.yaml
 
 
 @register("bm3")

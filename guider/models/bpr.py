@@ -19,7 +19,7 @@ class BPRConfig(ModelConfig):
     embedding_size: int = setting(64, ge=1)  # MMRec BPR.yaml / overall.yaml
     reg_weight: float = setting(1e-4, ge=0)  # MMRec BPR.yaml grid; 1e-4 (MMRec's run on Baby)
 
-    grid = {"reg_weight": (2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)}  # MMRec BPR.yaml
+    grid = {"model.reg_weight": (2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)}  # MMRec BPR.yaml
 
 
 @register("bpr")

@@ -62,7 +62,7 @@ class FREEDOMConfig(ModelConfig):
     # winner: 0.8 / 1e-4 chosen, unverified (lambda_coeff, weight_size, cf_model: unused by MMRec)
     reg_weight: float = setting(1e-4, ge=0)
 
-    grid = {"dropout": (0.8, 0.9), "reg_weight": (0.0, 1e-5, 1e-4, 1e-3)}  # MMRec FREEDOM.yaml
+    grid = {"model.dropout": (0.8, 0.9), "model.reg_weight": (0.0, 1e-5, 1e-4, 1e-3)}  # MMRec FREEDOM.yaml
 
 
 @register("freedom")

@@ -25,7 +25,7 @@ class LightGCNConfig(ModelConfig):
     n_layers: int = setting(3, ge=0)  # MMRec LightGCN.yaml grid [1, 2, 3, 4]
     reg_weight: float = setting(1e-4, ge=0)  # MMRec LightGCN.yaml grid [1e-2 .. 1e-6]
 
-    grid = {"n_layers": (1, 2, 3, 4), "reg_weight": (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)}  # MMRec LightGCN.yaml
+    grid = {"model.n_layers": (1, 2, 3, 4), "model.reg_weight": (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)}  # MMRec LightGCN.yaml
 
 
 @register("lightgcn")

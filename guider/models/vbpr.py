@@ -28,7 +28,7 @@ class VBPRConfig(ModelConfig):
     # the grid's smallest value, as for BPR (unverified)
     reg_weight: float = setting(1e-5, ge=0)
 
-    grid = {"reg_weight": (2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)}  # MMRec VBPR.yaml
+    grid = {"model.reg_weight": (2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)}  # MMRec VBPR.yaml
 
 
 @register("vbpr")
