@@ -1,29 +1,31 @@
-"""Seconds per training epoch and per full evaluation for every backbone.
+"""Seconds per training epoch and per full evaluation, and peak memory, for every backbone.
 
 On the synthetic `baby` preset (Baby's size: 19,445 users, 7,050 items, ~160k
-interactions), prints for each backbone the mean seconds of a training epoch, of one full
-ranking evaluation (valid split, all items, train masked, four metrics at four cut-offs),
-and the ratio of that evaluation to a bare `scores = U @ I.T; topk(50)` over the same
-users and items, measured in the same run.
+interactions) by default, prints for each backbone the mean seconds of a training epoch, of
+one full ranking evaluation (valid split, all items, train masked, four metrics at four
+cut-offs), the ratio of that evaluation to a bare `scores = U @ I.T; topk(50)` over the same
+users and items, measured in the same run, and the peak resident memory of the process that
+built and trained it. Each backbone runs in a fresh process, so its peak RSS is its own
+(dataset, model, graphs, one or more epochs and the evaluation).
 
     python benchmarks/bench_epoch.py [--data DIR] [--epochs 2] [--backbones bpr lightgcn ...]
+    # a Clothing-size catalogue (39,387 users, 23,033 items) with Amazon-size random features:
+    guider data synthetic --out /tmp/clothing --users 39387 --items 23033 --no-features
+    python benchmarks/bench_epoch.py --data /tmp/clothing --random-features 384,4096 --epochs 1
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import resource
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
-
-from guider.config import resolve_run_config
-from guider.data import load_dataset
-from guider.device import resolve_device
-from guider.metrics import evaluable_users
-from guider.models import available
-from guider.train import Trainer
 
 CACHE = Path(__file__).parent / ".cache" / "synthetic-baby"
 
@@ -39,14 +41,25 @@ def dataset_folder(data: Path | None) -> Path:
     return CACHE
 
 
-def time_epochs(trainer: Trainer, epochs: int) -> float:
+def add_random_features(folder: Path, dims: tuple[int, int]) -> None:
+    """Gaussian text/image features of the given widths where the folder has none (seeded)."""
+    from guider.data import load_dataset
+
+    n_items = load_dataset(folder).n_items
+    rng = np.random.default_rng(0)
+    for name, dim in zip(("text_feat.npy", "image_feat.npy"), dims):
+        if not (folder / name).exists():
+            np.save(folder / name, rng.normal(size=(n_items, dim)).astype(np.float32))
+
+
+def time_epochs(trainer, epochs: int) -> float:
     started = time.perf_counter()
     for epoch in range(epochs):
         trainer.run_epoch(epoch)
     return (time.perf_counter() - started) / epochs
 
 
-def time_eval(trainer: Trainer) -> tuple[float, float]:
+def time_eval(trainer) -> tuple[float, float]:
     """(seconds of the full evaluation, of which the forward pass producing embeddings)."""
     started = time.perf_counter()
     emb = trainer.model.eval_embeddings()
@@ -55,40 +68,69 @@ def time_eval(trainer: Trainer) -> tuple[float, float]:
     return time.perf_counter() - started, forward
 
 
-def time_bare_topk(trainer: Trainer, k: int = 50) -> float:
+def time_bare_topk(trainer, k: int = 50) -> float:
     """U @ I.T and topk for the same users in the same chunks, nothing else."""
+    from guider.metrics import evaluable_users
+
     emb = trainer.model.eval_embeddings()
     users = torch.from_numpy(evaluable_users(trainer.matrices["valid"], trainer.matrices["train"])).to(trainer.device)
-    chunk = trainer.tcfg["eval_batch_users"]
+    chunk = trainer.tcfg.eval_batch_users
     started = time.perf_counter()
     with torch.no_grad():
         for start in range(0, len(users), chunk):
             scores = emb.users[users[start : start + chunk]] @ emb.items.T
-            torch.topk(scores, k, dim=1)
+            torch.topk(scores, min(k, scores.shape[1]), dim=1)
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - started
 
 
-def main() -> None:
+def measure(name: str, folder: str, epochs: int, device: str, threads: int) -> dict:
+    """One backbone in this (fresh) process: timings and the process's peak RSS."""
+    from guider.config import resolve_run_config
+    from guider.data import load_dataset
+    from guider.device import resolve_device
+    from guider.train import Trainer
+
+    torch.set_num_threads(threads)
+    ds = load_dataset(folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(ds, Path(tmp), resolve_run_config(name), resolve_device(device), progress=False)
+        per_epoch = time_epochs(trainer, epochs)
+        (evaluation, forward), bare = time_eval(trainer), time_bare_topk(trainer)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    return {"epoch": per_epoch, "eval": evaluation, "forward": forward, "bare": bare, "peak_mb": peak_mb}
+
+
+def main(argv=None) -> None:
+    from guider.data import load_dataset
+    from guider.models import get_class, registered
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="dataset folder (default: synthetic baby preset, generated once)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs timed per backbone")
-    parser.add_argument("--backbones", nargs="*", default=[b for b in available() if b != "pop"])
+    parser.add_argument("--backbones", nargs="*", default=None, help="default: every trainable registered backbone")
     parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
-    ds = load_dataset(dataset_folder(args.data))
-    device = resolve_device(args.device)
-    print(f"dataset {ds.name}: {ds.statistics()} on {device}, torch threads {torch.get_num_threads()}")
-    print(f"{'backbone':<10} {'s/epoch':>8} {'s/eval':>8} {'forward':>8} {'bare s':>8} {'ranking/bare':>12}")
-    for name in args.backbones:
-        with tempfile.TemporaryDirectory() as tmp:
-            trainer = Trainer(ds, Path(tmp), resolve_run_config(name), device, progress=False)
-            per_epoch = time_epochs(trainer, args.epochs)
-            (evaluation, forward), bare = time_eval(trainer), time_bare_topk(trainer)
-        ranking = evaluation - forward  # same work as the bare baseline: scores, topk, plus masking and metrics
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    parser.add_argument(
+        "--random-features", metavar="TEXT_DIM,IMAGE_DIM", help="add Gaussian features of these widths if absent"
+    )
+    args = parser.parse_args(argv)
+    folder = dataset_folder(args.data)
+    if args.random_features:
+        add_random_features(folder, tuple(int(d) for d in args.random_features.split(",")))
+    backbones = args.backbones or [b for b in registered() if get_class(b).trainable]
+    print(f"dataset {folder}: {load_dataset(folder).statistics()}, device {args.device}, {args.threads} threads")
+    header = ["s/epoch", "s/eval", "forward", "bare s"]
+    print(f"{'backbone':<10} " + " ".join(f"{h:>8}" for h in header) + f" {'ranking/bare':>12} {'peak MB':>8}")
+    spawn = multiprocessing.get_context("spawn")
+    for name in backbones:
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:  # a fresh process: its own peak RSS
+            r = pool.submit(measure, name, str(folder), args.epochs, args.device, args.threads).result()
+        ranking = r["eval"] - r["forward"]  # the bare baseline's work: scores, topk, plus masking and metrics
         print(
-            f"{name:<10} {per_epoch:8.2f} {evaluation:8.2f} {forward:8.2f} {bare:8.2f} {ranking / bare:12.2f}",
+            f"{name:<10} {r['epoch']:8.2f} {r['eval']:8.2f} {r['forward']:8.2f} {r['bare']:8.2f} "
+            f"{ranking / r['bare']:12.2f} {r['peak_mb']:8.0f}",
             flush=True,
         )
 

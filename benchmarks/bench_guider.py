@@ -178,7 +178,7 @@ def bench_backbone(ds, backbone: str, args, workdir: Path) -> dict[str, float]:
         plain_runs.append(time_epoch(plain, epoch, args.steps))
         guided_runs.append(time_epoch(guided, epoch, args.steps))
     timer.remove()
-    n_batches = -(-len(plain.inputs.train_users) // plain.tcfg["batch_size"])
+    n_batches = -(-len(plain.inputs.train_users) // plain.tcfg.batch_size)
     amsc_seconds, every = amsc_cost(guided)
     plain_s = epoch_seconds(plain_runs, n_batches)
     guided_s = epoch_seconds(guided_runs, n_batches) + amsc_seconds / every
