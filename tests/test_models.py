@@ -10,7 +10,7 @@ from guider.models import ModelInputs, available, build_model, default_hparams, 
 from guider.models.graph import knn_graph, knn_neighbours, sym_normalize
 
 N_USERS, N_ITEMS, D_TEXT, D_IMAGE = 9, 13, 7, 5
-SMALL = {"embedding_size": 8, "knn_k": 3}  # applied where a backbone has the hyper-parameter
+SMALL = {"embedding_size": 8, "recdim": 8, "knn_k": 3}  # applied where a backbone has the hyper-parameter
 FEATURE_SETS = {"both": (True, True), "text": (True, False), "image": (False, True)}
 
 
@@ -65,7 +65,9 @@ def feature_names() -> list[str]:
 
 
 def test_all_expected_backbones_registered():
-    assert {"pop", "bpr", "lightgcn", "vbpr", "freedom", "bm3"} <= set(available())
+    assert {"pop", "bpr", "lightgcn", "vbpr", "freedom", "bm3", "mmgcn", "grcn", "dualgnn", "lattice", "slmrec"} <= set(
+        available()
+    )
 
 
 def loss_cases() -> list[tuple[str, str]]:
@@ -368,7 +370,7 @@ def test_freedom_sample_losses_add_weighted_modality_bpr():
 
 def test_freedom_needs_on_epoch_start_before_training():
     torch.manual_seed(0)
-    model = build_model("freedom", make_inputs(), SMALL)
+    model = build_model("freedom", make_inputs(), {"embedding_size": 8, "knn_k": 3})
     with pytest.raises(RuntimeError, match="on_epoch_start"):
         model.propagate()
 

@@ -129,9 +129,9 @@ def test_demo_dry_run_replaces_the_paper_config(tmp_path):
 
 
 def test_paper_config_counts_by_hand():
-    # 4 datasets x 5 backbones x 2 variants x 5 seeds + 2 x 5 x 7 ablations x 5 + 1 x 5 x 2 x 4 ratios x 5
+    # 4 datasets x 10 backbones x 2 methods x 5 seeds + 2 x 10 x 7 ablations x 5 + 1 x 10 x 2 x 4 ratios x 5
     counts = expected_counts(yaml.safe_load(CONFIGS["config"].read_text()))
-    assert counts["train"] == 200 + 350 + 200
+    assert counts["train"] == 400 + 700 + 400
     assert [counts[f"download_{d}"] for d in ("baby", "sports", "clothing", "microlens")] == [1, 1, 1, 1]
     assert counts["prepare"] == counts["text_features"] == counts["image_features"] == counts["inject_noise"] == 4
 
@@ -162,7 +162,7 @@ def test_paper_dry_run_lists_every_stage_and_run(paper_dry_run):
 def test_train_commands_carry_each_method(paper_dry_run):
     lines = paper_dry_run.splitlines()
     commands = [line[line.index("guider train") :] for line in lines if "guider train" in line]
-    assert len(commands) == 750
+    assert len(commands) == 1500
     for command in commands:
         out = re.search(r"--out (\S+)", command).group(1)
         key = parse_run_path(f"{out}/metrics.json")  # the report can read every run folder
@@ -345,7 +345,7 @@ def test_slurm_profile_dry_run(tmp_path):
     result = snakemake("-n", "--profile", str(profile), "--configfile", str(CONFIGS["config"]), cwd=tmp_path)
     text = result.stdout + result.stderr
     assert result.returncode == 0, text
-    assert job_counts(text)["train"] == 750
+    assert job_counts(text)["train"] == 1500
     train = next(block for block in text.split("\n\n") if "rule train:" in block)
     config = yaml.safe_load(CONFIGS["config"].read_text())["resources"]["train"]
     assert f"threads: {config['threads']}" in train

@@ -1,9 +1,9 @@
 """Backbones, one file each, registered by name (see `registry.py`); each carries its typed
 hyper-parameters as `Config` (MMRec's defaults, with their provenance and MMRec's grid)."""
 
-# registration order is the order of the paper's tables
+# registration order is the order of the paper's tables (registration side effect)
 # isort: off
-from guider.models import bpr, lightgcn, vbpr, freedom, bm3, pop  # noqa: F401  (registration side effect)
+from guider.models import bpr, lightgcn, vbpr, mmgcn, grcn, dualgnn, lattice, slmrec, freedom, bm3, pop  # noqa: F401
 
 # isort: on
 from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
