@@ -2,22 +2,16 @@
 and topk_sample), the GCNs, fusion and user-graph aggregation against a dense float64
 reference, MMRec's loss, the saved graph, training determinism, resume, GUIDER, config."""
 
-import json
 from collections import defaultdict
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from conftest import make_dataset
 
 import guider.models.dualgnn  # noqa: F401  (registers the backbone)
 from guider.config import resolve_run_config
-from guider.data import save_dataset
-from guider.data.noise import inject_noise
 from guider.models import ModelInputs, build_model, default_hparams, get_class
 from guider.settings import ConfigError
-from guider.train import Trainer, train
 
 N_USERS, N_ITEMS, D_TEXT, D_IMAGE, DIM = 8, 10, 4, 6, 8
 # user 0 and 2 have 4 co-occurring users (ties at count 1), 5 has 2, 7 has 1, 6 none (its
@@ -284,56 +278,6 @@ def test_state_dict_carries_the_sampled_graph():
     assert torch.equal(fresh.user_adj.to_dense(), trained.user_adj.to_dense())
     assert torch.equal(fresh.eval_embeddings().users, trained.eval_embeddings().users)
     assert not any(key.endswith(("_feat", "norm_adj", "user_adj", "user_adj_t")) for key in trained.state_dict())
-
-
-# --- training through the trainer -----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return save_dataset(make_dataset(n_users=24, n_items=30), tmp_path_factory.mktemp("data") / "tiny")
-
-
-def run(folder, out, **kw):
-    kw.setdefault("epochs", 3)
-    sets = ("train.batch_size=64", *kw.pop("sets", ()))
-    return train(folder, out, "dualgnn", device="cpu", progress=False, sets=sets, **kw)
-
-
-def test_training_is_deterministic_and_seeded(folder, tmp_path):
-    a = run(folder, tmp_path / "a", seed=3)
-    b = run(folder, tmp_path / "b", seed=3)
-    run(folder, tmp_path / "c", seed=4)
-    assert a["test"] == b["test"]
-    losses = {k: pd.read_csv(tmp_path / k / "log.csv")["train_loss"].tolist() for k in "abc"}
-    assert losses["a"] == losses["b"] and losses["a"] != losses["c"]
-
-
-def test_resume_after_interruption_matches_uninterrupted(folder, tmp_path, monkeypatch):
-    full = run(folder, tmp_path / "full", epochs=4, seed=1)
-    original = Trainer.run_epoch
-
-    def crash_at_epoch_2(self, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt("killed")
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "run_epoch", crash_at_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        run(folder, tmp_path / "part", epochs=4, seed=1)
-    monkeypatch.setattr(Trainer, "run_epoch", original)
-    resumed = run(folder, tmp_path / "part", epochs=4, seed=1, resume=True)
-    assert resumed["test"] == full["test"] and resumed["best_epoch"] == full["best_epoch"]
-
-
-def test_guider_wraps_dualgnn(tmp_path):
-    noisy = inject_noise(make_dataset(n_users=24, n_items=30, per_user=10), 0.2, seed=0)
-    data = save_dataset(noisy, tmp_path / "noisy")
-    sets = ("amsc.knn_k=3", "kd.candidates=12", "kd.teacher_top=4")
-    metrics = run(data, tmp_path / "p", epochs=2, method="paper", sets=sets)
-    saved = json.loads((tmp_path / "p" / "metrics.json").read_text())
-    assert saved["method"] == "paper" and metrics["method"] == "paper"
-    assert np.isfinite(saved["test"]["recall@20"])
 
 
 # --- config ---------------------------------------------------------------------------------

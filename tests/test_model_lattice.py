@@ -5,7 +5,6 @@ rebuild; training determinism, resume and GUIDER on top; the typed config."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,7 +16,7 @@ from guider.data import save_dataset
 from guider.models import ModelInputs, build_model, default_hparams, get_class
 from guider.models.lattice import LATTICE
 from guider.settings import ConfigError
-from guider.train import Trainer, train
+from guider.train import train
 
 N_USERS, N_ITEMS, D_TEXT, D_IMAGE = 7, 11, 6, 5
 TINY = {"embedding_size": 8, "feat_embed_dim": 4, "knn_k": 3}
@@ -243,54 +242,6 @@ def test_trainer_learns_the_graph_once_per_epoch(tmp_path, monkeypatch):
     training_builds = [grad for is_training, grad in builds if is_training]
     assert training_builds == [True, True]  # one per epoch (its first batch, with autograd)
     assert builds.count((False, False)) == 4  # validation after each epoch, valid + test at the end
-
-
-# --- training: determinism, resume, GUIDER -----------------------------------------------------
-def run(folder, out, **kw):
-    kw.setdefault("epochs", 3)
-    return train(folder, out, "lattice", device="cpu", progress=False, sets=("train.batch_size=64",), **kw)
-
-
-def test_same_seed_identical_metrics_other_seed_other_losses(tmp_path):
-    folder = save_dataset(make_dataset(), tmp_path / "d")
-    a = run(folder, tmp_path / "a", seed=3)
-    b = run(folder, tmp_path / "b", seed=3)
-    run(folder, tmp_path / "c", seed=4)
-    assert a["test"] == b["test"]
-    losses = {name: pd.read_csv(tmp_path / name / "log.csv")["train_loss"].tolist() for name in "abc"}
-    assert losses["a"] == losses["b"] and losses["a"] != losses["c"]
-
-
-def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
-    folder = save_dataset(make_dataset(), tmp_path / "d")
-    full = run(folder, tmp_path / "full", epochs=4, seed=1)
-    original = Trainer.run_epoch
-
-    def crash_at_epoch_2(self, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt("killed")
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "run_epoch", crash_at_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        run(folder, tmp_path / "part", epochs=4, seed=1)
-    monkeypatch.setattr(Trainer, "run_epoch", original)
-    resumed = run(folder, tmp_path / "part", epochs=4, seed=1, resume=True)
-    assert resumed["test"] == full["test"] and resumed["best_epoch"] == full["best_epoch"]
-    assert resumed["epochs_run"] == 4
-
-
-def test_guider_wraps_lattice(tmp_path):
-    import json
-
-    folder = save_dataset(make_dataset(), tmp_path / "d")
-    sets = ("train.batch_size=64", "amsc.knn_k=3", "kd.candidates=12", "kd.teacher_top=4")
-    metrics = train(
-        folder, tmp_path / "g", "lattice", method="paper", device="cpu", progress=False, epochs=2, sets=sets
-    )
-    saved = json.loads((tmp_path / "g" / "metrics.json").read_text())
-    assert saved["method"] == "paper" and saved["backbone"] == "lattice" and saved["epochs_run"] == 2
-    assert saved["test"] == metrics["test"]
 
 
 # --- the typed config -----------------------------------------------------------------------

@@ -1,20 +1,13 @@
 """MMGCN: per-modality propagation and fusion against a dense float64 reference, MMRec's loss,
 the fixed (untrained) tensors, training determinism, resume, GUIDER, config."""
 
-import json
-
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from conftest import make_dataset
 
 import guider.models.mmgcn  # noqa: F401  (registers the backbone)
-from guider.data import save_dataset
-from guider.data.noise import inject_noise
 from guider.models import ModelInputs, build_model, default_hparams, get_class
 from guider.settings import ConfigError
-from guider.train import Trainer, train
 
 N_USERS, N_ITEMS, D_TEXT, D_IMAGE, DIM = 5, 6, 4, 7, 8
 # (user, item) train pairs: item 5 has no edge; (0, 1) is given twice and is one edge, as in
@@ -196,56 +189,6 @@ def test_fixed_tensors_have_xavier_normal_scale():
     model = tiny_model(inputs, embedding_size=64)
     assert float(model.id_embedding.std()) == pytest.approx((2 / (1000 + 64)) ** 0.5, rel=0.05)
     assert float(model.preference_text.std()) == pytest.approx((2 / (400 + D_TEXT)) ** 0.5, rel=0.05)
-
-
-# --- training through the trainer -----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return save_dataset(make_dataset(n_users=24, n_items=30), tmp_path_factory.mktemp("data") / "tiny")
-
-
-def run(folder, out, **kw):
-    kw.setdefault("epochs", 3)
-    sets = ("train.batch_size=64", *kw.pop("sets", ()))
-    return train(folder, out, "mmgcn", device="cpu", progress=False, sets=sets, **kw)
-
-
-def test_training_is_deterministic_and_seeded(folder, tmp_path):
-    a = run(folder, tmp_path / "a", seed=3)
-    b = run(folder, tmp_path / "b", seed=3)
-    run(folder, tmp_path / "c", seed=4)
-    assert a["test"] == b["test"]
-    losses = {k: pd.read_csv(tmp_path / k / "log.csv")["train_loss"].tolist() for k in "abc"}
-    assert losses["a"] == losses["b"] and losses["a"] != losses["c"]
-
-
-def test_resume_after_interruption_matches_uninterrupted(folder, tmp_path, monkeypatch):
-    full = run(folder, tmp_path / "full", epochs=4, seed=1)
-    original = Trainer.run_epoch
-
-    def crash_at_epoch_2(self, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt("killed")
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "run_epoch", crash_at_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        run(folder, tmp_path / "part", epochs=4, seed=1)
-    monkeypatch.setattr(Trainer, "run_epoch", original)
-    resumed = run(folder, tmp_path / "part", epochs=4, seed=1, resume=True)
-    assert resumed["test"] == full["test"] and resumed["best_epoch"] == full["best_epoch"]
-
-
-def test_guider_wraps_mmgcn(tmp_path):
-    noisy = inject_noise(make_dataset(n_users=24, n_items=30, per_user=10), 0.2, seed=0)
-    data = save_dataset(noisy, tmp_path / "noisy")
-    sets = ("amsc.knn_k=3", "kd.candidates=12", "kd.teacher_top=4")
-    metrics = run(data, tmp_path / "p", epochs=2, method="paper", sets=sets)
-    saved = json.loads((tmp_path / "p" / "metrics.json").read_text())
-    assert saved["method"] == "paper" and metrics["method"] == "paper"
-    assert np.isfinite(saved["test"]["recall@20"])
 
 
 # --- config ---------------------------------------------------------------------------------
