@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from guider.data import Dataset, save_dataset
+from guider.models import ModelInputs
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -41,6 +42,40 @@ def make_dataset(n_users=30, n_items=40, per_user=8, features=True, seed=0, name
         text = (centers[groups] + 0.3 * rng.normal(size=(n_items, 16))).astype(np.float32)
         image = (np.repeat(centers[groups], 2, axis=1) + 0.3 * rng.normal(size=(n_items, 32))).astype(np.float32)
     return Dataset(name, n_users, n_items, inter, text_feat=text, image_feat=image, meta={"source": "test"})
+
+
+def random_inputs(
+    n_users: int,
+    n_items: int,
+    text_dim: int,
+    image_dim: int,
+    *,
+    text: bool = True,
+    image: bool = True,
+    seed: int = 0,
+    per_user: tuple[int, int] = (3, 6),
+    scale: tuple[float, float] = (1.0, 1.0),
+) -> ModelInputs:
+    """Tiny random train set for model tests: each user has per_user[0] to per_user[1] - 1
+    distinct items, the first pair is duplicated, the last item is unseen; Gaussian features
+    (times `scale`) of the given widths, present where `text` / `image` say so."""
+    rng = np.random.default_rng(seed)
+    users, items = [], []
+    for u in range(n_users):
+        chosen = rng.choice(n_items - 1, size=rng.integers(*per_user), replace=False)  # item n_items-1 unseen
+        users += [u] * len(chosen)
+        items += list(chosen)
+    users.append(users[0])
+    items.append(items[0])  # a duplicated interaction
+    gen = torch.Generator().manual_seed(seed)
+    return ModelInputs(
+        n_users=n_users,
+        n_items=n_items,
+        train_users=np.array(users, dtype=np.int64),
+        train_items=np.array(items, dtype=np.int64),
+        text_feat=scale[0] * torch.randn(n_items, text_dim, generator=gen) if text else None,
+        image_feat=scale[1] * torch.randn(n_items, image_dim, generator=gen) if image else None,
+    )
 
 
 def run_config(backbone="bpr", method="none", seed=0, **sections):

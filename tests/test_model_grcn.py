@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_dataset
+from conftest import make_dataset, random_inputs
 
 import guider.models.grcn  # noqa: F401  (registers the backbone)
 from guider.data import save_dataset
@@ -22,24 +22,7 @@ N_USERS, N_ITEMS = 9, 13
 # Own helpers: importing tests/test_models.py from here would fix its parametrisations
 # before this backbone (or any registered after it) is registered.
 def make_inputs(text: bool = True, image: bool = True, seed: int = 0) -> ModelInputs:
-    """Tiny random train set: every user has 3-5 items, one pair duplicated, one item unseen."""
-    rng = np.random.default_rng(seed)
-    users, items = [], []
-    for u in range(N_USERS):
-        chosen = rng.choice(N_ITEMS - 1, size=rng.integers(3, 6), replace=False)
-        users += [u] * len(chosen)
-        items += list(chosen)
-    users.append(users[0])
-    items.append(items[0])
-    gen = torch.Generator().manual_seed(seed)
-    return ModelInputs(
-        n_users=N_USERS,
-        n_items=N_ITEMS,
-        train_users=np.array(users, dtype=np.int64),
-        train_items=np.array(items, dtype=np.int64),
-        text_feat=torch.randn(N_ITEMS, 7, generator=gen) if text else None,
-        image_feat=torch.randn(N_ITEMS, 5, generator=gen) if image else None,
-    )
+    return random_inputs(N_USERS, N_ITEMS, 7, 5, text=text, image=image, seed=seed)
 
 
 def grcn(inputs, seed=0, **extra):

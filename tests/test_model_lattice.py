@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_dataset
+from conftest import make_dataset, random_inputs
 
 import guider.models.lattice  # noqa: F401  (registers the backbone)
 from guider.config import resolve_run_config
@@ -37,23 +37,7 @@ MMREC_LATTICE_YAML = {
 
 def tiny_inputs(text: bool = True, image: bool = True, seed: int = 0) -> ModelInputs:
     """Every user has 3-5 items, one pair duplicated, one item unseen; random features."""
-    rng = np.random.default_rng(seed)
-    users, items = [], []
-    for u in range(N_USERS):
-        chosen = rng.choice(N_ITEMS - 1, size=rng.integers(3, 6), replace=False)
-        users += [u] * len(chosen)
-        items += list(chosen)
-    users.append(users[0])
-    items.append(items[0])
-    gen = torch.Generator().manual_seed(seed)
-    return ModelInputs(
-        n_users=N_USERS,
-        n_items=N_ITEMS,
-        train_users=np.array(users, dtype=np.int64),
-        train_items=np.array(items, dtype=np.int64),
-        text_feat=torch.randn(N_ITEMS, D_TEXT, generator=gen) if text else None,
-        image_feat=torch.randn(N_ITEMS, D_IMAGE, generator=gen) if image else None,
-    )
+    return random_inputs(N_USERS, N_ITEMS, D_TEXT, D_IMAGE, text=text, image=image, seed=seed)
 
 
 def tiny_model(inputs: ModelInputs, seed: int = 0, **overrides) -> LATTICE:

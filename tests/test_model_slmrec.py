@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import random_inputs
 
 import guider.models.slmrec  # noqa: F401  (registers the backbone)
 from guider.config import resolve_run_config
@@ -21,24 +22,7 @@ ADJ_TYPES = ("pre", "plain", "norm", "gcmc", "mean")
 
 
 def tiny_inputs(text: bool = True, image: bool = True) -> ModelInputs:
-    """Every user has 2-4 items, one pair duplicated, the last item never seen (an isolated node)."""
-    rng = np.random.default_rng(0)
-    users, items = [], []
-    for u in range(N_USERS):
-        chosen = rng.choice(N_ITEMS - 1, size=rng.integers(2, 5), replace=False)
-        users += [u] * len(chosen)
-        items += list(chosen)
-    users.append(users[0])
-    items.append(items[0])
-    gen = torch.Generator().manual_seed(0)
-    return ModelInputs(
-        n_users=N_USERS,
-        n_items=N_ITEMS,
-        train_users=np.array(users, dtype=np.int64),
-        train_items=np.array(items, dtype=np.int64),
-        text_feat=3 * torch.randn(N_ITEMS, 6, generator=gen) if text else None,
-        image_feat=2 * torch.randn(N_ITEMS, 5, generator=gen) if image else None,
-    )
+    return random_inputs(N_USERS, N_ITEMS, 6, 5, text=text, image=image, per_user=(2, 5), scale=(3.0, 2.0))
 
 
 def tiny_model(inputs: ModelInputs, **overrides):

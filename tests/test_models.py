@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import random_inputs
 
 from guider.models import ModelInputs, available, build_model, default_hparams, get_class
 from guider.models.graph import knn_graph, knn_neighbours, sym_normalize
@@ -16,23 +17,7 @@ FEATURE_SETS = {"both": (True, True), "text": (True, False), "image": (False, Tr
 
 def make_inputs(text: bool = True, image: bool = True, seed: int = 0) -> ModelInputs:
     """Tiny random train set: every user has 3-5 items, one pair duplicated, one item unseen."""
-    rng = np.random.default_rng(seed)
-    users, items = [], []
-    for u in range(N_USERS):
-        chosen = rng.choice(N_ITEMS - 1, size=rng.integers(3, 6), replace=False)  # item N_ITEMS-1 unseen
-        users += [u] * len(chosen)
-        items += list(chosen)
-    users.append(users[0])
-    items.append(items[0])  # a duplicated interaction
-    gen = torch.Generator().manual_seed(seed)
-    return ModelInputs(
-        n_users=N_USERS,
-        n_items=N_ITEMS,
-        train_users=np.array(users, dtype=np.int64),
-        train_items=np.array(items, dtype=np.int64),
-        text_feat=torch.randn(N_ITEMS, D_TEXT, generator=gen) if text else None,
-        image_feat=torch.randn(N_ITEMS, D_IMAGE, generator=gen) if image else None,
-    )
+    return random_inputs(N_USERS, N_ITEMS, D_TEXT, D_IMAGE, text=text, image=image, seed=seed)
 
 
 def small_model(name: str, inputs: ModelInputs, seed: int = 0, **extra):

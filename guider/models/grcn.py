@@ -56,7 +56,6 @@ Differences from MMRec, none changing the model:
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,9 +67,6 @@ from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
 from guider.models.modalities import present_modalities
 from guider.models.registry import register
 from guider.settings import setting
-
-# CSR is marked "beta" by PyTorch; CSR @ dense and its construction are stable (as in graph.py).
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 MODALITY_ORDER = ("image", "text")  # MMRec builds v_gcn before t_gcn
 
