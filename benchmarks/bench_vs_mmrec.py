@@ -1,0 +1,160 @@
+"""Seconds per training epoch: our backbone vs MMRec's own implementation, in one run.
+
+Both train on the same data (ours from a dataset folder, MMRec's from its `guider data export`
+copy) with the same hyper-parameters and threads; their epochs alternate after one warm-up
+epoch each, and the medians of the timed epochs are compared. An epoch is estimated as
+(per-epoch hook, e.g. graph resampling and our vectorised negative sampling) + first batch
++ (batches - 1) x the median of the other timed batches, the same formula on both sides.
+
+MMRec is not part of this project: point --mmrec at a checkout of enoche/MMRec outside it
+(with torch_geometric, scikit-learn and lmdb importable, e.g. installed into a folder given
+by --deps). Three workarounds make MMRec's code run on CPU: `Tensor.cuda` becomes a no-op
+(GRCN calls .cuda() unconditionally), DualGNN's `result_embed` parameter is dropped (it
+cannot be assigned on CPU), and a missing `torch_scatter` is replaced by PyG's scatter.
+
+    guider data export DATA --out MMREC/data/NAME   # and MMREC/src/configs/dataset/NAME.yaml
+    python benchmarks/bench_vs_mmrec.py --mmrec MMREC --deps PYG_DIR --data DATA --dataset NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# our name -> (MMRec's model name, MMRec config keys set to our defaults)
+MODELS = {
+    "mmgcn": ("MMGCN", {"reg_weight": 0.0}),
+    "grcn": ("GRCN", {"reg_weight": 0.1}),
+    "dualgnn": ("DualGNN", {"reg_weight": 0.1, "aggr_mode": "add"}),
+    "lattice": ("LATTICE", {"reg_weight": 0.0}),
+    "slmrec": ("SLMRec", {"reg": 1e-4, "ssl_alpha": 0.01, "ssl_temp": 0.1}),
+}
+
+
+def import_mmrec(src: Path, deps: Path | None):
+    """MMRec's modules, importable from its src/ (which it expects as the working folder)."""
+    sys.path[:0] = [str(p) for p in (deps, src) if p is not None]
+    try:
+        import torch_scatter  # noqa: F401
+    except ImportError:  # only imported, not used, by MMRec's SLMRec
+        from torch_geometric.utils import scatter
+
+        sys.modules["torch_scatter"] = types.SimpleNamespace(scatter=scatter)
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self  # a CPU run
+    os.chdir(src)
+    from utils.configurator import Config
+    from utils.dataloader import TrainDataLoader
+    from utils.dataset import RecDataset
+    from utils.utils import get_model, get_trainer, init_seed
+
+    return types.SimpleNamespace(
+        Config=Config, TrainDataLoader=TrainDataLoader, RecDataset=RecDataset, get_model=get_model,
+        get_trainer=get_trainer, init_seed=init_seed,
+    )  # fmt: skip
+
+
+def mmrec_setup(mm, name: str, dataset: str, extra: dict):
+    config = mm.Config(name, dataset, {"use_gpu": False, "seed": 999, "learning_rate": 0.001, **extra})
+    mm.init_seed(999)
+    train, _, _ = mm.RecDataset(config).split()
+    str(train)  # MMRec sets inter_num while describing the dataset (quick_start logs it)
+    data = mm.TrainDataLoader(config, train, batch_size=config["train_batch_size"], shuffle=True)
+    data.pretrain_setup()
+    model = mm.get_model(name)(config, data)
+    model._parameters.pop("result_embed", None)  # MMRec's DualGNN cannot assign it on CPU otherwise
+    return model, mm.get_trainer()(config, model), data
+
+
+def estimate(hook: float, steps: list[float], n_batches: int) -> float:
+    return hook + steps[0] + (n_batches - 1) * statistics.median(steps[1:])
+
+
+def mmrec_epoch(model, trainer, data, n_steps: int) -> float:
+    """One epoch of MMRec's _train_epoch, timed on its first batches."""
+    started = time.perf_counter()
+    model.pre_epoch_processing()
+    hook = time.perf_counter() - started
+    model.train()
+    steps, batches = [], iter(data)
+    for _ in range(n_steps):
+        started = time.perf_counter()
+        interaction = next(batches)
+        trainer.optimizer.zero_grad()
+        interaction.clone()  # MMRec's _train_epoch keeps a copy of every batch
+        loss = model.calculate_loss(interaction)
+        loss = sum(loss) if isinstance(loss, tuple) else loss
+        loss.item()
+        loss.backward()
+        trainer.optimizer.step()
+        steps.append(time.perf_counter() - started)
+    return estimate(hook, steps, len(data))
+
+
+def our_epoch(trainer, epoch: int, n_steps: int) -> float:
+    """One epoch of our Trainer.run_epoch, timed on its first batches."""
+    from guider.train import seed_everything
+
+    started = time.perf_counter()
+    trainer._set_learning_rate(epoch)
+    gen = seed_everything(trainer.config.seed, epoch)
+    rng = np.random.default_rng([trainer.config.seed, epoch])
+    trainer.model.train()
+    trainer.model.on_epoch_start(epoch, gen)
+    trainer.objective.on_epoch_start(epoch, gen)
+    order = rng.permutation(len(trainer.inputs.train_users))
+    users = trainer.inputs.train_users[order]
+    negs = trainer.sampler.sample(users, rng) if trainer.objective.needs_negatives else None
+    hook = time.perf_counter() - started
+    size, steps = trainer.tcfg.batch_size, []
+    for index in range(n_steps):
+        started = time.perf_counter()
+        rows = slice(index * size, (index + 1) * size)
+        trainer._step(trainer._batch(order[rows], users[rows], None if negs is None else negs[rows]), epoch, index)
+        steps.append(time.perf_counter() - started)
+    return estimate(hook, steps, -(-len(order) // size))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mmrec", type=Path, required=True, help="a checkout of enoche/MMRec (outside this project)")
+    parser.add_argument("--deps", type=Path, help="folder holding MMRec's extra packages (torch_geometric, ...)")
+    parser.add_argument("--data", type=Path, required=True, help="our dataset folder")
+    parser.add_argument("--dataset", required=True, help="its name in MMRec (data/<name>, configs/dataset/<name>.yaml)")
+    parser.add_argument("--backbones", nargs="*", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--steps", type=int, default=6, help="timed batches per epoch (>= 2)")
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs after the warm-up")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from guider.config import resolve_run_config
+    from guider.data import load_dataset
+    from guider.train import Trainer
+
+    ds = load_dataset(args.data.resolve())
+    mm = import_mmrec((args.mmrec / "src").resolve(), args.deps.resolve() if args.deps else None)
+    print(f"{ds.name}: {ds.statistics()}; {args.threads} threads; {args.steps} timed batches per epoch", flush=True)
+    print(f"{'backbone':10s} {'ours s/ep':>10s} {'MMRec s/ep':>11s} {'MMRec/ours':>10s}", flush=True)
+    for name in args.backbones:
+        mm_name, extra = MODELS[name]
+        with tempfile.TemporaryDirectory() as tmp:
+            ours = Trainer(ds, Path(tmp), resolve_run_config(name), torch.device("cpu"), progress=False)
+            model, trainer, data = mmrec_setup(mm, mm_name, args.dataset, extra)
+            timed = [
+                (our_epoch(ours, epoch, args.steps), mmrec_epoch(model, trainer, data, args.steps))
+                for epoch in range(args.epochs + 1)
+            ][1:]  # epoch 0 warms both up
+        a, b = statistics.median(t[0] for t in timed), statistics.median(t[1] for t in timed)
+        print(f"{name:10s} {a:10.2f} {b:11.2f} {b / a:10.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
