@@ -154,8 +154,9 @@ def resolve_run_config(
     """The complete, checked configuration of a run (before it is bound to its data).
 
     Layers, later winning: the defaults, the backbone's own train defaults
-    (`Config.train_defaults`), `overrides` (sections as a dict), the YAML file, `--set` pairs,
-    then the --epochs/--patience flags."""
+    (`Config.train_defaults`), the method's defaults for the backbone (`run_defaults`),
+    `overrides` (sections as a dict), the YAML file, `--set` pairs, then the
+    --epochs/--patience flags."""
     from guider.models import get_class
     from guider.objective import objective_class
 
@@ -163,7 +164,10 @@ def resolve_run_config(
     objective = objective_class(method)
     cli_train = {k: v for k, v in {"epochs": epochs, "patience": patience}.items() if v is not None}
     backbone_train = {"train": dict(model_class.Config.train_defaults)}  # e.g. LATTICE's lr schedule
-    given = deep_merge(backbone_train, overrides or {}, load_yaml(config_file), parse_set(sets), {"train": cli_train})
+    method_defaults = objective.run_defaults(backbone)  # e.g. as_released's cadence and student settings
+    given = deep_merge(
+        backbone_train, method_defaults, overrides or {}, load_yaml(config_file), parse_set(sets), {"train": cli_train}
+    )
     known = ["model", "train", *objective.sections]
     unknown = sorted(set(given) - set(known))
     if unknown:

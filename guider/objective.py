@@ -13,14 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
+import numpy as np
 import torch
 
 from guider.data.dataset import Dataset
-from guider.models.base import ModelInputs, Recommender
+from guider.models.base import Embeddings, ModelInputs, Recommender
 from guider.settings import ConfigError, Section
 
 if TYPE_CHECKING:
     from guider.config import RunConfig
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A training loss (the student's or a plug-in's teacher's) became NaN or infinite."""
 
 
 @dataclass
@@ -54,6 +59,13 @@ class Objective:
     reads_negatives: ClassVar[bool] = False  # True: the objective itself reads Batch.neg
     artifacts: ClassVar[tuple[str, ...]] = ()
     early_stopping: ClassVar[bool] = True
+    stop_on_nan: ClassVar[bool] = False  # True: a non-finite loss ends training, keeping the best result
+
+    @classmethod
+    def run_defaults(cls, backbone: str) -> dict[str, dict[str, Any]]:
+        """The method's own defaults for this backbone, by section ("train", "model", ...):
+        they sit above the backbone's train defaults and below every user setting."""
+        return {}
 
     def __init__(self, model: Recommender, inputs: ModelInputs, dataset: Dataset, config: RunConfig):
         self.model = model
@@ -66,6 +78,10 @@ class Objective:
         """Whether batches need sampled negatives: the backbone's loss or the objective reads them."""
         return self.reads_negatives or self.model.needs_negatives
 
+    def negative_items(self) -> np.ndarray | None:
+        """The item ids negatives are drawn from (None: every item of the catalogue)."""
+        return None
+
     def on_epoch_start(self, epoch: int, generator: torch.Generator) -> None:
         """Per-epoch work (e.g. recalibration); the model's own hook is called by the trainer."""
 
@@ -73,6 +89,15 @@ class Objective:
         """Return the student loss to back-propagate and scalars to log."""
         loss = self.model.loss(batch.users, batch.pos, batch.neg)
         return loss, {}
+
+    def eval_embeddings(self) -> Embeddings:
+        """The representation evaluation ranks with; a plug-in that changes the backbone's
+        representation (DA-MRS adds its graph-propagated item embeddings) overrides it."""
+        return self.model.eval_embeddings()
+
+    def scores(self, emb: Embeddings, users: torch.Tensor) -> torch.Tensor:
+        """Full-ranking scores [B, n_items] of `users` from `eval_embeddings()`'s result."""
+        return self.model.scores(emb, users)
 
     def state_dict(self) -> dict[str, Any]:
         return {}

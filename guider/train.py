@@ -32,7 +32,7 @@ from guider.data.sampling import NegativeSampler
 from guider.device import resolve_device
 from guider.metrics import EvalResult, evaluate
 from guider.models import ModelInputs, build_model
-from guider.objective import Batch, Objective, objective_class
+from guider.objective import Batch, NonFiniteLoss, Objective, objective_class
 from guider.optim import adam
 from guider.run_dir import prepare_run_dir
 
@@ -51,6 +51,7 @@ class RunState:
     best_objective: dict[str, Any] | None = None
     log_rows: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
+    stopped_on_nan: int | None = None  # the epoch a non-finite loss ended (methods with stop_on_nan)
 
 
 def model_inputs(ds: Dataset, device: torch.device) -> ModelInputs:
@@ -83,7 +84,9 @@ class Trainer:
         self.objective: Objective = objective_class(config.method)(self.model, self.inputs, ds, config)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = adam(params, lr=self.tcfg.lr, weight_decay=self.tcfg.weight_decay) if params else None
-        self.sampler = NegativeSampler(self.inputs.train_users, self.inputs.train_items, ds.n_items)
+        self.sampler = NegativeSampler(
+            self.inputs.train_users, self.inputs.train_items, ds.n_items, candidates=self.objective.negative_items()
+        )
         self.matrices = {"train": ds.matrix(TRAIN), "valid": ds.matrix(VALID), "test": ds.matrix(TEST)}
         self.state = RunState()
 
@@ -99,8 +102,8 @@ class Trainer:
         )
 
     def evaluate_model(self, split: str) -> EvalResult:
-        emb = self.model.eval_embeddings()
-        return self.evaluate_scores(lambda users: self.model.scores(emb, users), split)
+        emb = self.objective.eval_embeddings()
+        return self.evaluate_scores(lambda users: self.objective.scores(emb, users), split)
 
     def evaluate_means(self, score_fn, split: str) -> dict[str, float]:
         """The `Evaluator` handed to objectives (e.g. to evaluate GUIDER's teacher)."""
@@ -152,7 +155,7 @@ class Trainer:
         if loss is None or self.optimizer is None:
             return dict(logs)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
+            raise NonFiniteLoss(
                 f"training loss is {loss.item()} at epoch {epoch}, batch {index}; the run stopped "
                 f"(lower train.lr or check the data); {self._last_checkpoint()}"
             )
@@ -190,10 +193,16 @@ class Trainer:
     # --- the loop ------------------------------------------------------------------------
     def fit(self) -> None:
         epochs = self.tcfg.epochs if self.model.trainable else 0
-        while self.state.epoch < epochs and not self.stopped_early():
+        while self.state.epoch < epochs and not self.stopped_early() and self.state.stopped_on_nan is None:
             epoch = self.state.epoch
             started = time.perf_counter()
-            logs = self.run_epoch(epoch)
+            try:
+                logs = self.run_epoch(epoch)
+            except NonFiniteLoss as err:
+                if not self.objective.stop_on_nan:
+                    raise
+                self._stop_on_nan(epoch, err)
+                break
             train_seconds = time.perf_counter() - started
             self.state.train_seconds += train_seconds
             row = {"epoch": epoch, **logs, "train_seconds": train_seconds}
@@ -205,6 +214,14 @@ class Trainer:
             self._write_log()
         if self.stopped_early():
             log.info("early stop after epoch %d (best epoch %d)", self.state.epoch - 1, self.state.best_epoch)
+
+    def _stop_on_nan(self, epoch: int, err: NonFiniteLoss) -> None:
+        """End training at a non-finite loss, keeping the best evaluated state (the released
+        code's behaviour); the checkpoint records it, so a resumed run trains no further."""
+        method = self.config.method
+        log.warning("%s: training ends at epoch %d with the best result so far (method %s)", err, epoch, method)
+        self.state.stopped_on_nan = epoch
+        save_checkpoint(self.run_dir, self.checkpoint_state())
 
     def stopped_early(self) -> bool:
         """Patience evaluations without improvement, past train.min_epochs (never for methods
@@ -264,6 +281,7 @@ class Trainer:
             "seconds_per_epoch": self.state.train_seconds / epochs_run if epochs_run else 0.0,
             "device": str(self.device),
             "versions": versions(),
+            **({} if self.state.stopped_on_nan is None else {"stopped_on_nan_at_epoch": self.state.stopped_on_nan}),
             **extra,
         }
         write_json(self.run_dir / "metrics.json", metrics)

@@ -39,3 +39,20 @@ def test_same_seed_same_negatives():
 def test_user_with_every_item_is_an_error():
     with pytest.raises(ValueError, match="user 0 has interacted with all 3 items"):
         NegativeSampler(np.array([0, 0, 0]), np.array([0, 1, 2]), 3)
+    with pytest.raises(ValueError, match="user 0 has interacted with all 2 candidate items"):
+        NegativeSampler(np.array([0, 0, 1]), np.array([0, 1, 2]), 4, candidates=np.array([0, 1]))
+    with pytest.raises(ValueError, match="non-empty set of item ids"):
+        NegativeSampler(np.array([0]), np.array([0]), 4, candidates=np.array([5]))
+
+
+def test_candidates_restrict_the_draw_uniformly():
+    users, items = np.array([0, 0, 1]), np.array([0, 1, 2])
+    sampler = NegativeSampler(users, items, 10, candidates=np.array([1, 2, 3, 4]))
+    draws = sampler.sample(np.repeat([0, 1], 4000), np.random.default_rng(0))
+    first, second = draws[:4000], draws[4000:]
+    assert set(first.tolist()) == {2, 3, 4} and set(second.tolist()) == {1, 3, 4}  # candidates minus positives
+    counts = np.bincount(first, minlength=10)[[2, 3, 4]] / 4000
+    assert np.allclose(counts, 1 / 3, atol=0.03)  # uniform among them
+    plain = NegativeSampler(users, items, 10)
+    rng_a, rng_b = np.random.default_rng(1), np.random.default_rng(1)
+    assert plain.sample(np.array([0, 1]), rng_a).tolist() == plain.sample(np.array([0, 1]), rng_b).tolist()

@@ -1,29 +1,54 @@
-"""`as_released`: what the authors' public code (Neon-Jing/Guider, built on MMRec) does,
-reproduced behaviour by behaviour so it can be run side by side with `paper`
-(guider-method.md sec. 6). Each quirk below is covered by tests/test_as_released.py.
+"""`as_released`: what the authors' public code (Neon-Jing/Guider at 5aaf514, built on
+MMRec) does, reproduced behaviour by behaviour so it can be run side by side with `paper`
+(guider-method.md sec. 6). Each quirk is covered by tests/test_as_released.py; the file
+and line each follows are in docs/method.md.
 
 1. Teacher: a FREEDOM copy (frozen kNN item graph from raw features, 0.1 image + 0.9
    text, k = 20; 2-layer LightGCN with 10 % degree-sensitive edge dropout), built from
    the registered `freedom` backbone with the released GUIDER.yaml values.
-2. "Clean" mask: per positive item, the Euclidean distance between two linear projections
-   (text -> 64, image -> 64) that are randomly initialised and never trained, min-max
+2. Epoch schedule (`_train_epoch` in src/common/trainer.py): every epoch one full teacher
+   pass over the training data (its own loss, Adam, shuffle and negatives: the released
+   code gives the teacher its own data loader), then one full student pass with the KL
+   term against the teacher in eval mode. The teacher pass runs in `on_epoch_start`.
+3. "Clean" mask: per positive item, the Euclidean distance between the text and image
+   projections (-> 64) that are randomly initialised and never trained, min-max
    normalised within the batch; clean if < 0.7. (Called a Sinkhorn distance there; on
    one-point clouds Sinkhorn reduces to this distance.) It ignores the user entirely.
-3. Weights: clean samples get the agreement of 64-bit sign hashes of the teacher's user
-   embedding and of the projected item features; "noisy" samples keep weight 1. sign()
-   has zero gradient, so the hash layers (and projections) get exactly zero gradient and
-   stay at their random initialisation although they sit in the teacher's optimiser.
-4. Distillation: KL(softmax(teacher full scores) || softmax(student full scores)) over all
-   items for the batch's users (duplicates kept), temperature 1; weights from a two-task
-   min-norm solver whose second gradient includes the first (the released code calls
-   backward twice without zero_grad in between), then w_student >= 0.5, w_kd >= 1e-4.
-5. Teacher and student alternate whole epochs (even epochs: teacher; odd: student);
-   early stopping never fires (the trainer's default 1000 epochs then all run).
+4. Weights: a clean sample gets the mean of two 64-bit sign-hash agreements, user hash vs
+   text hash and user hash vs image hash (separate hash layers per modality); "noisy"
+   samples keep weight 1. sign() has zero gradient, so the hash layers (and projections)
+   get exactly zero gradient and stay random although they sit in the teacher's
+   optimiser. The teacher's loss is the weighted BPR terms only (its regulariser and
+   modality terms are commented out there). With a modality missing there is no mask:
+   the teacher trains on unweighted BPR.
+5. Distillation: KL(softmax(teacher full scores) || softmax(student full scores)) over all
+   items for the batch's users (duplicates kept), temperature 1. The student's scores come
+   from a separate forward on its full graph (`full_sort_predict`), not from its training
+   forward on the pruned graph; the teacher's scores from its eval-mode full forward. The
+   released code recomputes the teacher's forward on every student batch; its parameters
+   do not change during the student pass, so we compute it once per pass (same values).
+   Loss weights from a two-task min-norm solver whose second gradient includes the first
+   (backward twice without zero_grad in between), then w_student >= 0.5, w_kd >= 1e-4.
+6. Cadence: evaluation every 5 epochs (`eval_step: 5`), 1000 epochs, early stopping never
+   fires (the released trainer passes `self.cur_step`, which stays 0); a NaN loss ends
+   training keeping the best result so far. Set through `run_defaults`, so a user's
+   `train.*` settings still win.
+7. Student settings: the released configs' values for the students it ships (FREEDOM
+   knn_k 20, dropout 0.1; BM3 cl_weight 0.01, dropout 0.1, reg_weight grid [0.001, 0.1];
+   VBPR reg_weight grid [1e-4, 1e-5]), unless the user overrides them. Where the released
+   config gives a grid, the first point is trained and the grid is recorded in
+   metrics.json with the released choice rule (best *test* Recall@20, seed 999). The
+   released repository has no BPR or LightGCN model: on those students the run is our
+   extrapolation and says so.
+8. Negatives (student's and teacher's) are drawn among the items seen in training, as the
+   released loader draws them (`TrainDataLoader.all_items`).
 
-Decisions where the released behaviour had to be pinned down (documented in docs/method.md):
-the hash agreement is the fraction of equal bits, (1 + mean(b_u * b_i)) / 2 in [0, 1];
-the item hash input is the mean of the two projections; the min-norm solver keeps the
-released solver's 0.999 / 0.001 end points and normalises no gradient. For amsc.npz the
+Where we differ from the released code (none changes what is computed): the min-norm
+solver gets the two flat gradients from torch.autograd.grad (the same values the two
+.grad snapshots hold); a student in eval mode gives the full-graph forward, which for
+backbones whose training forward uses dropout layers disables them (the released code
+calls full_sort_predict in train mode; for FREEDOM, BM3 and VBPR the two coincide);
+random streams are ours (the teacher's are forked from the run seed). For amsc.npz the
 clean mask is recomputed over all train rows (min-max over the whole train set).
 """
 
@@ -38,15 +63,37 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from guider.data.sampling import NegativeSampler
 from guider.denoise.amsc import Calibration
 from guider.denoise.mgda import flat_gradient, min_norm_two
 from guider.denoise.reporting import detection_report, save_amsc, teacher_report
-from guider.denoise.teacher import Teacher, TeacherConfig
-from guider.objective import Batch, Evaluator, Objective, register_objective
+from guider.denoise.teacher import Teacher, TeacherConfig, mixed_seed
+from guider.objective import Batch, Evaluator, NonFiniteLoss, Objective, register_objective
 from guider.settings import Section, setting
 
 if TYPE_CHECKING:
     from guider.config import RunConfig
+
+# the released cadence (src/configs/overall.yaml): 1000 epochs, evaluation every 5
+RELEASED_TRAIN = {"epochs": 1000, "eval_every": 5}
+# the released students' settings (src/configs/model/<Model>.yaml): fixed values, and grids
+RELEASED_STUDENT_SETTINGS: dict[str, dict[str, Any]] = {
+    "freedom": {"knn_k": 20, "dropout": 0.1, "reg_weight": 1e-4},  # FREEDOM.yaml
+    "bm3": {"n_layers": 1, "dropout": 0.1, "cl_weight": 0.01, "reg_weight": 0.001},  # BM3.yaml, grid's first point
+    "vbpr": {"reg_weight": 1e-4},  # VBPR.yaml, grid's first point
+}
+RELEASED_STUDENT_GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
+    "bm3": {"model.reg_weight": (0.001, 0.1)},
+    "vbpr": {"model.reg_weight": (1e-4, 1e-5)},
+}
+# students the released repository ships (src/models/); others are our extrapolation
+RELEASED_STUDENTS = frozenset(
+    {"bm3", "dragon", "dualgnn", "freedom", "grcn", "lattice", "lgmrec", "mgcn", "mmgcn", "slmrec", "smore", "vbpr"}
+)
+RELEASED_CHOICE_RULE = (
+    "src/utils/quick_start.py trains every grid point with seed 999 and keeps the one with the best "
+    "test Recall@20 (selection on the test split)"
+)
 
 
 @dataclass(frozen=True)
@@ -61,7 +108,7 @@ class ReleasedTeacherConfig(TeacherConfig):
 class ReleasedConfig(Section):
     """The `released` section: the untrained "denoising" layers and the distillation weights."""
 
-    proj_dim: int = setting(64, ge=1)  # released code: text/image -> 64 projections
+    proj_dim: int = setting(64, ge=1)  # released code: text/image -> 64 projections (feat_embed_dim)
     hash_bits: int = setting(64, ge=1)  # released code: 64-bit sign hashes
     clean_threshold: float = setting(0.7)  # released code: clean if normalised distance < 0.7
     temperature: float = setting(1.0, gt=0)  # released code: KL over softmax(scores / 1)
@@ -70,86 +117,153 @@ class ReleasedConfig(Section):
 
 
 class ReleasedDenoiser(nn.Module):
-    """The released code's projections and hash layers (trained by nothing)."""
+    """The released teacher's projections and hash layers (trained by nothing): one
+    projection and one hash layer per modality, one user hash layer."""
 
     def __init__(self, text_dim: int, image_dim: int, user_dim: int, proj_dim: int, hash_bits: int):
         super().__init__()
         self.text_proj = nn.Linear(text_dim, proj_dim)
         self.image_proj = nn.Linear(image_dim, proj_dim)
+        self.text_hash = nn.Linear(proj_dim, hash_bits)
+        self.image_hash = nn.Linear(proj_dim, hash_bits)
         self.user_hash = nn.Linear(user_dim, hash_bits)
-        self.item_hash = nn.Linear(proj_dim, hash_bits)
 
     def distances(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """[B] ||P_t x_t - P_v x_v||_2 of the given items' features."""
         return torch.linalg.vector_norm(self.text_proj(text) - self.image_proj(image), dim=-1)
 
     def hash_agreement(self, user_emb: torch.Tensor, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        """[B] fraction of equal bits of sign(H_u e_u) and sign(H_i (P_t x_t + P_v x_v) / 2)."""
-        item = 0.5 * (self.text_proj(text) + self.image_proj(image))  # [B, proj_dim]
+        """[B] mean over the two modalities of (1 + <sign(H_u e_u), sign(H_m P_m x_m)> / bits) / 2."""
         codes_user = torch.sign(self.user_hash(user_emb))  # [B, bits]
-        codes_item = torch.sign(self.item_hash(item))  # [B, bits]
-        return 0.5 * (1.0 + (codes_user * codes_item).mean(-1))
+        codes_text = torch.sign(self.text_hash(self.text_proj(text)))  # [B, bits]
+        codes_image = torch.sign(self.image_hash(self.image_proj(image)))  # [B, bits]
+        agree_text = 0.5 * (1.0 + (codes_user * codes_text).mean(-1))  # [B]
+        agree_image = 0.5 * (1.0 + (codes_user * codes_image).mean(-1))  # [B]
+        return (0.5 * (agree_text + agree_image)).clamp(0.0, 1.0)
 
 
 def minmax_clean(distances: torch.Tensor, threshold: float) -> torch.Tensor:
     """[B] bool: min-max normalised distance < threshold (all clean when the distances are equal)."""
     d = distances.detach()
     span = d.max() - d.min()
-    normalised = (d - d.min()) / span if span > 0 else torch.zeros_like(d)
+    normalised = (d - d.min()) / (span + 1e-7) if span > 0 else torch.zeros_like(d)
     return normalised < threshold
+
+
+def check_finite(loss: torch.Tensor, what: str, epoch: int, index: int) -> None:
+    if not torch.isfinite(loss):
+        raise NonFiniteLoss(f"{what} loss is {loss.item()} at epoch {epoch}, batch {index}")
 
 
 @register_objective("as_released")
 class AsReleasedObjective(Objective):
     display_name = "released code"
     sections = {"teacher": ReleasedTeacherConfig, "released": ReleasedConfig}
-    requires_features = "both"  # the released clean mask projects text and image
+    requires_features = "any"  # the FREEDOM teacher needs one modality; the mask needs both, else weights are 1
     early_stopping = False  # the released trainer never stops early
-    reads_negatives = True  # the FREEDOM teacher trains with BPR
+    stop_on_nan = True  # the released trainer ends at a NaN loss and keeps the best result
+    reads_negatives = True  # the student's BPR terms in the min-norm solve
     artifacts = ("teacher_metrics.json", "amsc.npz", "denoise.json")
+
+    @classmethod
+    def run_defaults(cls, backbone: str) -> dict[str, dict[str, Any]]:
+        return {"train": dict(RELEASED_TRAIN), "model": dict(RELEASED_STUDENT_SETTINGS.get(backbone, {}))}
 
     def __init__(self, model, inputs, dataset, config: RunConfig):
         super().__init__(model, inputs, dataset, config)
-        if inputs.text_feat is None or inputs.image_feat is None:
-            raise ValueError("as_released needs both text and image features (the released clean mask uses both)")
         self.cfg = cfg = config.section("released")
         teacher = config.section("teacher")
-        # built before the teacher, from the global random stream, as the released code does
-        denoiser = ReleasedDenoiser(
-            inputs.text_feat.shape[1],
-            inputs.image_feat.shape[1],
-            teacher.model.embedding_size,
-            cfg.proj_dim,
-            cfg.hash_bits,
+        both = inputs.text_feat is not None and inputs.image_feat is not None
+        extra = {}
+        if both:  # built before the teacher, from the global random stream, as the released code does
+            extra["denoiser"] = ReleasedDenoiser(
+                inputs.text_feat.shape[1],
+                inputs.image_feat.shape[1],
+                teacher.model.embedding_size,
+                cfg.proj_dim,
+                cfg.hash_bits,
+            )
+        self.teacher = Teacher(teacher, inputs, config.seed, extra_modules=extra)
+        self.denoiser: ReleasedDenoiser | None = self.teacher.extra["denoiser"] if both else None
+        self.text = None if inputs.text_feat is None else inputs.text_feat.float()
+        self.image = None if inputs.image_feat is None else inputs.image_feat.float()
+        self.seen_items = np.unique(np.asarray(inputs.train_items, dtype=np.int64))
+        self.teacher_sampler = NegativeSampler(
+            np.asarray(inputs.train_users), np.asarray(inputs.train_items), inputs.n_items, self.seen_items
         )
-        self.teacher = Teacher(teacher, inputs, config.seed, extra_modules={"denoiser": denoiser})
-        self.denoiser: ReleasedDenoiser = self.teacher.extra["denoiser"]
-        self.text, self.image = inputs.text_feat.float(), inputs.image_feat.float()
-        self.teacher_scores_emb = None  # frozen teacher embeddings during a student epoch
+        self.teacher_scores_emb = None  # the teacher's eval-mode embeddings for the current student pass
+        self.teacher_logs: dict[str, float] = {}
 
-    @staticmethod
-    def is_teacher_epoch(epoch: int) -> bool:
-        return epoch % 2 == 0
+    def negative_items(self) -> np.ndarray:
+        return self.seen_items  # the released loader samples among the items of the train split
 
+    # --- the teacher pass ----------------------------------------------------------------------
     def on_epoch_start(self, epoch: int, generator: torch.Generator) -> None:
-        self.teacher.on_epoch_start(epoch)
-        self.teacher_scores_emb = None if self.is_teacher_epoch(epoch) else self.teacher.embeddings()
+        self.teacher.on_epoch_start(epoch)  # its pre_epoch_processing (FREEDOM's edge pruning)
+        self.teacher_logs = self.teacher_pass(epoch)
+        self.teacher.model.eval()
+        self.teacher_scores_emb = self.teacher.embeddings()
 
-    # --- teacher epochs ----------------------------------------------------------------------
+    def teacher_batches(self, epoch: int):
+        """The teacher's own loader: its own shuffle and negatives, from its own random stream."""
+        rng = np.random.default_rng(mixed_seed(self.config.seed, 2, epoch))
+        n = len(self.inputs.train_users)
+        order = rng.permutation(n)
+        users_all = np.asarray(self.inputs.train_users)[order]
+        negs = self.teacher_sampler.sample(users_all, rng)
+        size = self.config.train.batch_size
+        device = self.inputs.device
+        for start in range(0, n, size):
+            rows = torch.as_tensor(order[start : start + size], device=device)
+            users = torch.as_tensor(users_all[start : start + size], device=device)
+            pos = torch.as_tensor(np.asarray(self.inputs.train_items)[order[start : start + size]], device=device)
+            yield Batch(users, pos, torch.as_tensor(negs[start : start + size], device=device), rows)
+
+    def teacher_pass(self, epoch: int) -> dict[str, float]:
+        """One full pass of the teacher over the training data; mean loss and clean ratio."""
+        self.teacher.model.train()
+        losses, clean_ratios = [], []
+        devices = [self.inputs.device] if self.inputs.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # the student's random stream stays untouched
+            torch.manual_seed(mixed_seed(self.config.seed, 3, epoch))
+            for index, batch in enumerate(self.teacher_batches(epoch)):
+                loss, clean = self.teacher_loss(batch)
+                check_finite(loss, "teacher", epoch, index)
+                losses.append(self.teacher.step(loss))
+                clean_ratios.append(float(clean.float().mean()))
+        return {"loss_teacher": float(np.mean(losses)), "released_clean_ratio": float(np.mean(clean_ratios))}
+
     def sample_weights(self, user_emb: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """([B] clean mask, [B] weights): hash agreement where clean, 1 where "noisy"."""
+        """([B] clean mask, [B] weights): hash agreement where clean, 1 where "noisy" (or no mask)."""
+        if self.denoiser is None:
+            ones = torch.ones(len(items), device=user_emb.device)
+            return torch.zeros(len(items), dtype=torch.bool, device=user_emb.device), ones
         text, image = self.text[items], self.image[items]
         clean = minmax_clean(self.denoiser.distances(text, image), self.cfg.clean_threshold)
         agreement = self.denoiser.hash_agreement(user_emb, text, image)
         return clean, torch.where(clean, agreement, torch.ones_like(agreement))
 
     def teacher_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """-mean(w * log sigmoid(s_ui - s_uj)) on the teacher's training forward: the weighted BPR
+        terms only (no regulariser, no modality term, as in the released teacher)."""
         emb = self.teacher.model.propagate()
+        pair = self.teacher.model.scores(emb, batch.users, torch.stack([batch.pos, batch.neg], 1))  # [B, 2]
+        bpr = F.logsigmoid(pair[:, 0] - pair[:, 1])  # [B]
         clean, weights = self.sample_weights(emb.users[batch.users], batch.pos)
-        loss = self.teacher.model.loss(batch.users, batch.pos, batch.neg, emb=emb, weights=weights)
-        return loss, clean
+        return -(weights * bpr).mean(), clean
 
-    # --- student epochs ----------------------------------------------------------------------
+    # --- the student pass ----------------------------------------------------------------------
+    def full_graph_embeddings(self, emb):
+        """The student's full-graph forward with autograd (the released `full_sort_predict`):
+        a second forward in eval mode when the training forward differs from it."""
+        if self.model.train_propagate_equals_eval:
+            return emb
+        self.model.eval()
+        try:
+            return self.model.propagate()
+        finally:
+            self.model.train()
+
     def kd_loss(self, emb, users: torch.Tensor) -> torch.Tensor:
         """KL(softmax(teacher) || softmax(student)) over all items, batch users, batchmean."""
         t = self.cfg.temperature
@@ -171,14 +285,13 @@ class AsReleasedObjective(Objective):
         return max(gamma, self.cfg.min_student_weight), max(1.0 - gamma, self.cfg.min_kd_weight)
 
     def step(self, batch: Batch, epoch: int):
-        if self.is_teacher_epoch(epoch):
-            loss, clean = self.teacher_loss(batch)
-            return None, {"loss_teacher": self.teacher.step(loss), "released_clean_ratio": float(clean.float().mean())}
         emb = self.model.propagate()
         loss_student = self.model.loss(batch.users, batch.pos, batch.neg, emb=emb)
-        loss_kd = self.kd_loss(emb, batch.users)
+        check_finite(loss_student, "student", epoch, -1)
+        loss_kd = self.kd_loss(self.full_graph_embeddings(emb), batch.users)
         w_student, w_kd = self.loss_weights(loss_student, loss_kd)
         logs = {
+            **self.teacher_logs,
             "loss_backbone": float(loss_student.detach()),
             "loss_kd": float(loss_kd.detach()),
             "w_student": w_student,
@@ -196,24 +309,40 @@ class AsReleasedObjective(Objective):
     @torch.no_grad()
     def train_row_calibration(self) -> Calibration:
         """The released mask and weights over all train rows (min-max over the train set)."""
-        users = torch.as_tensor(np.asarray(self.inputs.train_users), device=self.inputs.device)
-        items = torch.as_tensor(np.asarray(self.inputs.train_items), device=self.inputs.device)
+        users = torch.tensor(np.asarray(self.inputs.train_users), device=self.inputs.device)
+        items = torch.tensor(np.asarray(self.inputs.train_items), device=self.inputs.device)
         emb = self.teacher.embeddings()
         clean, weights = self.sample_weights(emb.users[users], items)
-        distances = self.denoiser.distances(self.text[items], self.image[items])
+        if self.denoiser is None:
+            distances = torch.zeros(len(items), device=items.device)
+        else:
+            distances = self.denoiser.distances(self.text[items], self.image[items])
         return Calibration(~clean, weights, distances, distances.clone())
+
+    def released_record(self) -> dict[str, Any]:
+        """How this run relates to the released code's own runs (metrics.json `released`)."""
+        backbone = self.config.backbone
+        record: dict[str, Any] = {
+            "student_released": backbone in RELEASED_STUDENTS,
+            "student_settings": RELEASED_STUDENT_SETTINGS.get(backbone, {}),
+            "grid": {key: list(values) for key, values in RELEASED_STUDENT_GRIDS.get(backbone, {}).items()},
+            "released_choice_rule": RELEASED_CHOICE_RULE,
+            "this_run": "one grid point (the first) with this run's seed; no test-set selection",
+        }
+        if backbone not in RELEASED_STUDENTS:
+            record["note"] = (
+                f"the released repository has no {backbone} model: this as_released run is an extrapolation "
+                "of the released training procedure to a student it never ran"
+            )
+        return record
 
     def finalize(self, run_dir: Path, evaluate: Evaluator) -> dict[str, Any]:
         run_dir = Path(run_dir)
         teacher = teacher_report(self.teacher, evaluate, run_dir)
         cal = self.train_row_calibration()
         save_amsc(run_dir / "amsc.npz", self.inputs, cal, None, -1)
+        detector = "released clean mask (untrained projections)" if self.denoiser else "none (a modality is missing)"
         denoise = detection_report(
-            run_dir / "denoise.json",
-            self.dataset,
-            self.inputs,
-            cal.false_mask,
-            None,
-            {"detector": "released clean mask (untrained projections)"},
+            run_dir / "denoise.json", self.dataset, self.inputs, cal.false_mask, None, {"detector": detector}
         )
-        return {"teacher": teacher, "detection": denoise}
+        return {"teacher": teacher, "detection": denoise, "released": self.released_record()}
