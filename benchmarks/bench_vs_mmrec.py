@@ -8,9 +8,12 @@ epoch each, and the medians of the timed epochs are compared. An epoch is estima
 
 MMRec is not part of this project: point --mmrec at a checkout of enoche/MMRec outside it
 (with torch_geometric, scikit-learn and lmdb importable, e.g. installed into a folder given
-by --deps). Three workarounds make MMRec's code run on CPU: `Tensor.cuda` becomes a no-op
-(GRCN calls .cuda() unconditionally), DualGNN's `result_embed` parameter is dropped (it
-cannot be assigned on CPU), and a missing `torch_scatter` is replaced by PyG's scatter.
+by --deps). Four workarounds make MMRec's code run on CPU with today's libraries:
+`Tensor.cuda` becomes a no-op (GRCN and MGCN call .cuda() unconditionally), DualGNN's and
+DRAGON's `result_embed` parameter is dropped (it cannot be assigned on CPU), a missing
+`torch_scatter` is replaced by PyG's scatter (SMORE calls scatter_add), and scipy's removed
+`dok_matrix._update` (LGMRec's adjacency) is restored through the public API. DualGNN and
+DRAGON read MMRec's `user_graph_dict.npy`, made by MMRec's preprocessing script.
 
     guider data export DATA --out MMREC/data/NAME   # and MMREC/src/configs/dataset/NAME.yaml
     python benchmarks/bench_vs_mmrec.py --mmrec MMREC --deps PYG_DIR --data DATA --dataset NAME
@@ -37,7 +40,29 @@ MODELS = {
     "dualgnn": ("DualGNN", {"reg_weight": 0.1, "aggr_mode": "add"}),
     "lattice": ("LATTICE", {"reg_weight": 0.0}),
     "slmrec": ("SLMRec", {"reg": 1e-4, "ssl_alpha": 0.01, "ssl_temp": 0.1}),
+    "dragon": ("DRAGON", {"reg_weight": 0.001, "aggr_mode": "add"}),
+    "mgcn": ("MGCN", {"reg_weight": 1e-4, "cl_loss": 0.001}),
+    "lgmrec": ("LGMRec", {"cl_weight": 1e-4, "reg_weight": 1e-6}),
+    "smore": (
+        "SMORE",
+        {"n_ui_layers": 4, "image_knn_k": 40, "text_knn_k": 15, "reg_weight": 1e-4, "dropout_rate": 0.1},
+    ),
 }
+
+
+def patch_scipy_dok() -> None:
+    """scipy >= 1.12 has no dok_matrix._update, which MMRec's get_norm_adj_mat calls (LGMRec,
+    FREEDOM, BM3): the same assignment through the public API."""
+    import scipy.sparse as sp
+
+    if hasattr(sp.dok_matrix, "_update"):
+        return
+
+    def _update(self, entries):
+        keys = np.array(list(entries.keys()))
+        self[keys[:, 0], keys[:, 1]] = np.array(list(entries.values()), dtype=self.dtype)
+
+    sp.dok_matrix._update = _update
 
 
 def import_mmrec(src: Path, deps: Path | None):
@@ -45,10 +70,14 @@ def import_mmrec(src: Path, deps: Path | None):
     sys.path[:0] = [str(p) for p in (deps, src) if p is not None]
     try:
         import torch_scatter  # noqa: F401
-    except ImportError:  # only imported, not used, by MMRec's SLMRec
+    except ImportError:  # SLMRec only imports it; SMORE's kNN Laplacian calls scatter_add
         from torch_geometric.utils import scatter
 
-        sys.modules["torch_scatter"] = types.SimpleNamespace(scatter=scatter)
+        def scatter_add(src, index, dim=0, dim_size=None):
+            return scatter(src, index, dim, dim_size=dim_size, reduce="sum")
+
+        sys.modules["torch_scatter"] = types.SimpleNamespace(scatter=scatter, scatter_add=scatter_add)
+    patch_scipy_dok()
     torch.Tensor.cuda = lambda self, *args, **kwargs: self  # a CPU run
     os.chdir(src)
     from utils.configurator import Config

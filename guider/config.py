@@ -162,6 +162,9 @@ def resolve_run_config(
 
     model_class = get_class(backbone)
     objective = objective_class(method)
+    problem = objective.backbone_problem(backbone)
+    if problem is not None:
+        raise ConfigError(problem)
     cli_train = {k: v for k, v in {"epochs": epochs, "patience": patience}.items() if v is not None}
     backbone_train = {"train": dict(model_class.Config.train_defaults)}  # e.g. LATTICE's lr schedule
     method_defaults = objective.run_defaults(backbone)  # e.g. as_released's cadence and student settings

@@ -62,6 +62,11 @@ class Objective:
     stop_on_nan: ClassVar[bool] = False  # True: a non-finite loss ends training, keeping the best result
 
     @classmethod
+    def backbone_problem(cls, backbone: str) -> str | None:
+        """Why this method cannot wrap `backbone` (a registered name), or None when it can."""
+        return None
+
+    @classmethod
     def run_defaults(cls, backbone: str) -> dict[str, dict[str, Any]]:
         """The method's own defaults for this backbone, by section ("train", "model", ...):
         they sit above the backbone's train defaults and below every user setting."""

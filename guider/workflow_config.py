@@ -88,6 +88,9 @@ def unmet_requirement(backbone: str, method: str, modalities: set[str]) -> str |
 
     if get_class(backbone).uses_features and not modalities:
         return f"backbone {backbone} needs item features"
+    problem = objective_class(method).backbone_problem(backbone)
+    if problem is not None:
+        return problem
     need = objective_class(method).requires_features
     if need == "any" and not modalities:
         return f"method {method} needs item features"

@@ -11,7 +11,13 @@ from guider.models import ModelInputs, available, build_model, default_hparams, 
 from guider.models.graph import knn_graph, knn_neighbours, sym_normalize
 
 N_USERS, N_ITEMS, D_TEXT, D_IMAGE = 9, 13, 7, 5
-SMALL = {"embedding_size": 8, "recdim": 8, "knn_k": 3}  # applied where a backbone has the hyper-parameter
+SMALL = {
+    "embedding_size": 8,
+    "recdim": 8,
+    "knn_k": 3,
+    "image_knn_k": 3,
+    "text_knn_k": 3,
+}  # applied where a backbone has the hyper-parameter
 FEATURE_SETS = {"both": (True, True), "text": (True, False), "image": (False, True)}
 
 
@@ -50,9 +56,23 @@ def feature_names() -> list[str]:
 
 
 def test_all_expected_backbones_registered():
-    assert {"pop", "bpr", "lightgcn", "vbpr", "freedom", "bm3", "mmgcn", "grcn", "dualgnn", "lattice", "slmrec"} <= set(
-        available()
-    )
+    assert {
+        "pop",
+        "bpr",
+        "lightgcn",
+        "vbpr",
+        "freedom",
+        "bm3",
+        "mmgcn",
+        "grcn",
+        "dualgnn",
+        "lattice",
+        "slmrec",
+        "dragon",
+        "mgcn",
+        "lgmrec",
+        "smore",
+    } <= set(available())
 
 
 def loss_cases() -> list[tuple[str, str]]:

@@ -3,7 +3,8 @@ hyper-parameters as `Config` (MMRec's defaults, with their provenance and MMRec'
 
 # registration order is the order of the paper's tables (registration side effect)
 # isort: off
-from guider.models import bpr, lightgcn, vbpr, mmgcn, grcn, dualgnn, lattice, slmrec, freedom, bm3, pop  # noqa: F401
+from guider.models import bpr, lightgcn, vbpr, mmgcn, grcn, dualgnn, lattice, slmrec, freedom, bm3  # noqa: F401
+from guider.models import dragon, mgcn, lgmrec, smore, damrs, pop  # noqa: F401
 
 # isort: on
 from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender

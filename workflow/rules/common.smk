@@ -254,7 +254,8 @@ def _study_keys() -> list[tuple]:
 
 
 def _runnable_keys() -> list[tuple]:
-    """The study's runs minus those the data cannot feed (no item features); logs what is left out."""
+    """The study's runs minus those that cannot train (no item features, a method that does not
+    wrap the backbone); logs what is left out."""
     kept, study = [], _study_keys()
     for dataset in DATASETS:
         keys = [k for k in study if k[0] == dataset]
@@ -263,10 +264,7 @@ def _runnable_keys() -> list[tuple]:
         )
         if skipped:
             left_out = "; ".join(f"{b}/{m} ({why})" for (b, m), why in skipped.items())
-            logger.info(
-                f"guider: dataset {dataset} has no item features ({DATASETS[dataset].get('path')}); "
-                f"training only the runs that need none, skipping {left_out}"
-            )
+            logger.info(f"guider: dataset {dataset}: skipping the runs that cannot train on it: {left_out}")
         kept += [k for k in keys if (k[2], k[3]) in set(pairs)]
     return kept
 
