@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from conftest import random_inputs
 
 import guider.models.dragon  # noqa: F401  (registers the backbone)
+import guider.models.user_graph
 from guider.config import resolve_run_config
 from guider.models import ModelInputs, build_model, default_hparams, get_class
 from guider.settings import ConfigError
@@ -212,7 +213,7 @@ def randomise_weight_u(model) -> None:
 
 @pytest.mark.parametrize(("case", "k", "top"), [("tiny", 3, 200), ("tiny", 40, 200), ("other", 5, 200), ("tiny", 3, 2)])
 def test_neighbour_lists_equal_mmrec_preprocessing_script(case, k, top, monkeypatch):
-    monkeypatch.setattr(guider.models.dragon, "PREPROCESS_TOP", top)  # top=2: as if k > 200
+    monkeypatch.setattr(guider.models.user_graph, "PREPROCESS_TOP", top)  # top=2: as if k > 200
     inputs = tiny_inputs() if case == "tiny" else other_inputs()
     model = tiny_model(inputs, k=k)
     graph = naive_user_graph_dict(inputs, top)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import guider.models.dualgnn  # noqa: F401  (registers the backbone)
+import guider.models.user_graph
 from guider.config import resolve_run_config
 from guider.models import ModelInputs, build_model, default_hparams, get_class
 from guider.settings import ConfigError
@@ -169,7 +170,7 @@ def test_tiny_case_truncates_pads_and_leaves_isolated_users_alone():
 
 
 def test_mmrec_top_200_cut_is_kept_for_large_k(monkeypatch):
-    monkeypatch.setattr(guider.models.dualgnn, "PREPROCESS_TOP", 2)  # as if k > 200
+    monkeypatch.setattr(guider.models.user_graph, "PREPROCESS_TOP", 2)  # as if k > 200
     inputs = tiny_inputs()
     model = tiny_model(inputs, k=3)
     index, weight = sample_fixed(model, inputs, 3, top=2)

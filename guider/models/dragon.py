@@ -63,7 +63,7 @@ Differences from MMRec's code, none changing the model:
   summed) instead of gathering [U, k, D] and a batched matmul; a user without neighbours has
   an empty row (MMRec: k copies of user 0 with weight 0). Same result.
 - The user graph is built in-package from the train split (no user_graph_dict.npy; see above).
-  The padding is vectorised over users (`dualgnn.sample_user_graph`, a loop over the `k`
+  The padding is vectorised over users (`user_graph.sample_user_graph`, a loop over the `k`
   slots) and draws its uniforms from on_epoch_start's torch generator instead of numpy's
   global RNG: slot p (p >= the user's neighbour count) copies one of the p slots filled before
   it, uniformly at random (copies included), with its count, as MMRec's np.random.randint.
@@ -94,14 +94,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
-from guider.models.dualgnn import PREPROCESS_TOP, sample_user_graph
 from guider.models.graph import (
     knn_graph,
     sparse_matmul,
@@ -110,10 +107,10 @@ from guider.models.graph import (
     to_csr,
     to_torch_sparse,
     transpose_csr,
-    user_cooccurrence_topk,
 )
 from guider.models.modalities import present_modalities
 from guider.models.registry import register
+from guider.models.user_graph import SampledUserGraph
 from guider.settings import setting
 
 FUSION_ORDER = ("image", "text")  # MMRec concatenates (v_rep, t_rep); weight_u columns in this order
@@ -146,7 +143,7 @@ class DRAGONConfig(ModelConfig):
 
 
 @register("dragon")
-class DRAGON(Recommender):
+class DRAGON(SampledUserGraph, Recommender):
     display_name = "DRAGON"
     Config = DRAGONConfig
     uses_features = True
@@ -177,47 +174,7 @@ class DRAGON(Recommender):
         mm_adj = to_csr(item_knn_graph(modalities, config.knn_k, config.mm_image_weight))
         self.register_buffer("mm_adj", mm_adj, persistent=False)
         self.register_buffer("mm_adj_t", transpose_csr(mm_adj), persistent=False)  # for the backward pass
-        self._register_neighbour_lists(train, inputs.device)
-        # The epoch's sampled user graph, saved with the parameters; its CSR form is derived.
-        self.register_buffer(
-            "user_graph_index", torch.zeros(self.n_users, self.k, dtype=torch.long, device=inputs.device)
-        )
-        self.register_buffer("user_graph_weight", torch.zeros(self.n_users, self.k, device=inputs.device))
-        self.register_buffer("user_adj", None, persistent=False)
-        self.register_buffer("user_adj_t", None, persistent=False)
-        self.register_load_state_dict_post_hook(_rebuild_user_adj)
-        self.on_epoch_start(-1, None)  # a graph before training: torch's global RNG (seeded by the trainer)
-
-    # --- the user co-occurrence graph ----------------------------------------------------------
-    def _register_neighbour_lists(self, train: sp.csr_matrix, device: torch.device) -> None:
-        """[U, k] each user's co-occurring users and counts, [U] how many (see the module docstring)."""
-        index, count, n_neighbours = neighbour_lists(train, self.k)
-        self.register_buffer("neighbour_index", torch.from_numpy(index).to(device), persistent=False)
-        self.register_buffer("neighbour_count", torch.from_numpy(count).to(device), persistent=False)
-        self.register_buffer("n_neighbours", torch.from_numpy(n_neighbours).to(device), persistent=False)
-
-    def on_epoch_start(self, epoch: int, generator: torch.Generator | None) -> None:
-        """MMRec's pre_epoch_processing: resample the user graph (torch's global RNG if no generator)."""
-        uniform = torch.rand(self.n_users, self.k, dtype=torch.float64, generator=generator)  # [U, k]
-        index, weight = sample_user_graph(
-            self.neighbour_index, self.neighbour_count, self.n_neighbours, uniform.to(self.n_neighbours.device)
-        )
-        if self.user_aggr_mode == "mean":
-            has = (self.n_neighbours > 0).float().unsqueeze(1)  # [U, 1]
-            weight = has.expand(-1, self.k) / self.k  # 1/k in every slot of a user with neighbours
-        self.user_graph_index.copy_(index)
-        self.user_graph_weight.copy_(weight)
-        self._build_user_adj()
-
-    def _build_user_adj(self) -> None:
-        """The sampled graph as a [U, U] CSR matrix (repeated neighbours summed) and its transpose."""
-        has = (self.n_neighbours > 0).repeat_interleave(self.k)  # [U k] slots of users with neighbours
-        rows = torch.arange(self.n_users, device=has.device).repeat_interleave(self.k)[has]
-        cols = self.user_graph_index.reshape(-1)[has]
-        values = self.user_graph_weight.reshape(-1)[has]
-        shape = (self.n_users, self.n_users)
-        adj = to_csr(torch.sparse_coo_tensor(torch.stack([rows, cols]), values, shape, check_invariants=False))
-        self.user_adj, self.user_adj_t = adj, transpose_csr(adj)
+        self._init_user_graph(train, inputs.device)
 
     # --- the forward pass -----------------------------------------------------------------------
     def propagate(self) -> Embeddings:
@@ -276,28 +233,6 @@ def item_knn_graph(modalities: dict[str, torch.Tensor], knn_k: int, image_weight
     if len(graphs) == 1:
         return next(iter(graphs.values()))
     return (image_weight * graphs["image"] + (1.0 - image_weight) * graphs["text"]).coalesce()
-
-
-def neighbour_lists(train: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """([U, k] neighbours, [U, k] counts, [U] how many): each user's first min(k, 200) entries of
-    MMRec's user_graph_dict lists (most shared items first, ties to the lower id), zero-padded."""
-    n_users = train.shape[0]
-    top = user_cooccurrence_topk(train, min(k, PREPROCESS_TOP)).tocoo()
-    rows, cols, counts = top.row.astype(np.int64), top.col.astype(np.int64), top.data
-    order = np.lexsort((cols, -counts, rows))  # the CSR sorts by column: restore the list order
-    rows, cols, counts = rows[order], cols[order], counts[order]
-    n_neighbours = np.bincount(rows, minlength=n_users)  # [U]
-    first = np.concatenate([[0], np.cumsum(n_neighbours)[:-1]])
-    slot = np.arange(len(rows)) - first[rows]
-    index = np.zeros((n_users, k), dtype=np.int64)
-    count = np.zeros((n_users, k), dtype=np.float32)
-    index[rows, slot], count[rows, slot] = cols, counts
-    return index, count, n_neighbours
-
-
-def _rebuild_user_adj(model: DRAGON, _incompatible_keys) -> None:
-    """load_state_dict post-hook: the CSR user graph follows the loaded sampled graph."""
-    model._build_user_adj()
 
 
 def _feature_mlp(dim: int, size: int) -> nn.Sequential:

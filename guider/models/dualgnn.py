@@ -70,8 +70,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -80,16 +78,13 @@ from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
 from guider.models.graph import (
     sparse_matmul,
     sym_norm_bipartite_adj,
-    to_csr,
     to_torch_sparse,
-    transpose_csr,
-    user_cooccurrence_topk,
 )
 from guider.models.modalities import present_modalities
 from guider.models.registry import register
+from guider.models.user_graph import SampledUserGraph
 from guider.settings import setting
 
-PREPROCESS_TOP = 200  # MMRec preprocessing/dualgnn-gen-u-u-matrix.py keeps each user's top 200
 FUSION_ORDER = ("image", "text")  # columns of weight_u: MMRec concatenates (v_rep, t_rep)
 LEARNING_RATES = (0.1, 0.01, 0.001, 1e-4, 1e-5)
 
@@ -116,7 +111,7 @@ class DualGNNConfig(ModelConfig):
 
 
 @register("dualgnn")
-class DualGNN(Recommender):
+class DualGNN(SampledUserGraph, Recommender):
     display_name = "DualGNN"
     Config = DualGNNConfig
     uses_features = True
@@ -143,57 +138,7 @@ class DualGNN(Recommender):
         self.register_buffer(
             "norm_adj", to_torch_sparse(sym_norm_bipartite_adj(train), inputs.device), persistent=False
         )
-        self._register_neighbour_lists(train, inputs.device)
-        # The epoch's sampled user graph, saved with the parameters; its CSR form is derived.
-        self.register_buffer(
-            "user_graph_index", torch.zeros(self.n_users, self.k, dtype=torch.long, device=inputs.device)
-        )
-        self.register_buffer("user_graph_weight", torch.zeros(self.n_users, self.k, device=inputs.device))
-        self.register_buffer("user_adj", None, persistent=False)
-        self.register_buffer("user_adj_t", None, persistent=False)
-        self.register_load_state_dict_post_hook(_rebuild_user_adj)
-        self.on_epoch_start(-1, None)  # a graph before training: torch's global RNG (seeded by the trainer)
-
-    # --- the user co-occurrence graph ----------------------------------------------------------
-    def _register_neighbour_lists(self, train: sp.csr_matrix, device: torch.device) -> None:
-        """[U, k] each user's co-occurring users (most shared items first, then lower id), their
-        counts, and [U] how many there are (at most min(k, 200): MMRec's top-200 lists cut at k)."""
-        top = user_cooccurrence_topk(train, min(self.k, PREPROCESS_TOP)).tocoo()
-        rows, cols, counts = top.row.astype(np.int64), top.col.astype(np.int64), top.data
-        order = np.lexsort((cols, -counts, rows))
-        rows, cols, counts = rows[order], cols[order], counts[order]
-        n_neighbours = np.bincount(rows, minlength=self.n_users)  # [U]
-        first = np.concatenate([[0], np.cumsum(n_neighbours)[:-1]])
-        slot = np.arange(len(rows)) - first[rows]
-        index = np.zeros((self.n_users, self.k), dtype=np.int64)
-        count = np.zeros((self.n_users, self.k), dtype=np.float32)
-        index[rows, slot], count[rows, slot] = cols, counts
-        self.register_buffer("neighbour_index", torch.from_numpy(index).to(device), persistent=False)
-        self.register_buffer("neighbour_count", torch.from_numpy(count).to(device), persistent=False)
-        self.register_buffer("n_neighbours", torch.from_numpy(n_neighbours).to(device), persistent=False)
-
-    def on_epoch_start(self, epoch: int, generator: torch.Generator | None) -> None:
-        """MMRec's pre_epoch_processing: resample the user graph (torch's global RNG if no generator)."""
-        uniform = torch.rand(self.n_users, self.k, dtype=torch.float64, generator=generator)  # [U, k]
-        index, weight = sample_user_graph(
-            self.neighbour_index, self.neighbour_count, self.n_neighbours, uniform.to(self.n_neighbours.device)
-        )
-        if self.user_aggr_mode == "mean":
-            has = (self.n_neighbours > 0).float().unsqueeze(1)  # [U, 1]
-            weight = has.expand(-1, self.k) / self.k  # 1/k in every slot of a user with neighbours
-        self.user_graph_index.copy_(index)
-        self.user_graph_weight.copy_(weight)
-        self._build_user_adj()
-
-    def _build_user_adj(self) -> None:
-        """The sampled graph as a [U, U] CSR matrix (repeated neighbours summed) and its transpose."""
-        has = (self.n_neighbours > 0).repeat_interleave(self.k)  # [U k] slots of users with neighbours
-        rows = torch.arange(self.n_users, device=has.device).repeat_interleave(self.k)[has]
-        cols = self.user_graph_index.reshape(-1)[has]
-        values = self.user_graph_weight.reshape(-1)[has]
-        shape = (self.n_users, self.n_users)
-        adj = to_csr(torch.sparse_coo_tensor(torch.stack([rows, cols]), values, shape, check_invariants=False))
-        self.user_adj, self.user_adj_t = adj, transpose_csr(adj)
+        self._init_user_graph(train, inputs.device)
 
     # --- the forward pass -----------------------------------------------------------------------
     def propagate(self) -> Embeddings:
@@ -238,35 +183,6 @@ class DualGNN(Recommender):
 
     def regularization(self, emb, users, pos, neg):
         return self.reg_weight * (self.weight_u.pow(2).mean() + self.weight_i.pow(2).mean())
-
-
-def sample_user_graph(
-    index: torch.Tensor, count: torch.Tensor, n_neighbours: torch.Tensor, uniform: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """MMRec's topk_sample, vectorised: ([U, k] neighbour slots, [U, k] softmax weights).
-
-    `index`/`count` [U, k] hold each user's first n_neighbours[u] neighbours and counts. A user
-    with fewer than k fills slot p (from n_neighbours[u] on) with a copy of slot
-    floor(uniform[u, p] * p), a uniform pick among the p slots filled so far (MMRec draws it
-    with np.random.randint from numpy's global RNG; here from `uniform` [U, k], drawn from a
-    torch generator). Weights: softmax of the k slots' counts; a user with no neighbour keeps
-    k slots of user 0 with weight 0, as in MMRec."""
-    index, count = index.clone(), count.clone()
-    k = index.shape[1]
-    short = torch.nonzero((n_neighbours > 0) & (n_neighbours < k)).squeeze(1)  # [S] users to pad
-    short_n = n_neighbours[short]  # [S]
-    for slot in range(1, k):
-        rows = short[short_n <= slot]  # users whose slot `slot` is padding
-        source = (uniform[rows, slot] * slot).long().clamp_(max=slot - 1)  # guard: u * p may round to p
-        index[rows, slot] = index[rows, source]
-        count[rows, slot] = count[rows, source]
-    weight = torch.softmax(count, dim=1) * (n_neighbours > 0).unsqueeze(1)  # [U, k]
-    return index, weight
-
-
-def _rebuild_user_adj(model: DualGNN, _incompatible_keys) -> None:
-    """load_state_dict post-hook: the CSR user graph follows the loaded sampled graph."""
-    model._build_user_adj()
 
 
 def _feature_mlp(dim: int, size: int) -> nn.Sequential:
