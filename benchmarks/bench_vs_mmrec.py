@@ -1,10 +1,12 @@
-"""Seconds per training epoch: our backbone vs MMRec's own implementation, in one run.
+"""Seconds per training epoch and per evaluation: our backbone vs MMRec's implementation, in one run.
 
 Both train on the same data (ours from a dataset folder, MMRec's from its `guider data export`
 copy) with the same hyper-parameters and threads; their epochs alternate after one warm-up
 epoch each, and the medians of the timed epochs are compared. An epoch is estimated as
 (per-epoch hook, e.g. graph resampling and our vectorised negative sampling) + first batch
 + (batches - 1) x the median of the other timed batches, the same formula on both sides.
+An evaluation is one full-ranking pass over the valid split, timed whole on both sides
+(MMRec: Trainer.evaluate on its EvalDataLoader, top 50; ours: Trainer.evaluate_model).
 
 MMRec is not part of this project: point --mmrec at a checkout of enoche/MMRec outside it
 (with torch_geometric, scikit-learn and lmdb importable, e.g. installed into a folder given
@@ -13,7 +15,11 @@ by --deps). Four workarounds make MMRec's code run on CPU with today's libraries
 DRAGON's `result_embed` parameter is dropped (it cannot be assigned on CPU), a missing
 `torch_scatter` is replaced by PyG's scatter (SMORE calls scatter_add), and scipy's removed
 `dok_matrix._update` (LGMRec's adjacency) is restored through the public API. DualGNN and
-DRAGON read MMRec's `user_graph_dict.npy`, made by MMRec's preprocessing script.
+DRAGON read `user_graph_dict.npy` (MMRec's preprocessing script makes it) and DAMRS reads
+`item_graph_dict_2.npy` (the DA-MRS authors' build_iib_graph.py): `--write-graph-files`
+writes both into MMRec's data folder from the train split, with the lists our backbones
+build in-package (users by shared items, top 200; items sharing >= 2 users, top 2), in the
+pickled-dict format MMRec loads.
 
     guider data export DATA --out MMREC/data/NAME   # and MMREC/src/configs/dataset/NAME.yaml
     python benchmarks/bench_vs_mmrec.py --mmrec MMREC --deps PYG_DIR --data DATA --dataset NAME
@@ -47,6 +53,7 @@ MODELS = {
         "SMORE",
         {"n_ui_layers": 4, "image_knn_k": 40, "text_knn_k": 15, "reg_weight": 1e-4, "dropout_rate": 0.1},
     ),
+    "damrs": ("DAMRS", {"n_ui_layers": 2, "n_mm_layers": 1, "kl_weight": 1.0, "neighbor_weight": 0.001}),
 }
 
 
@@ -65,6 +72,27 @@ def patch_scipy_dok() -> None:
     sp.dok_matrix._update = _update
 
 
+def write_graph_files(folder: Path, train) -> None:
+    """MMRec's user_graph_dict.npy and DAMRS's item_graph_dict_2.npy for the train split
+    (scipy CSR [users, items]): {user: [neighbours, shared-item counts]} (most shared first,
+    at most 200) and {item: [neighbours, weights]} (top 2 items sharing >= 2 users). A
+    benchmark fixture for MMRec's loaders (which unpickle them), never read by this project."""
+    from guider.models.damrs_parts import behaviour_neighbours
+    from guider.models.user_graph import PREPROCESS_TOP, neighbour_lists
+
+    index, count, n = neighbour_lists(train, PREPROCESS_TOP)
+    users = {u: [index[u, : n[u]].tolist(), count[u, : n[u]].astype(int).tolist()] for u in range(train.shape[0])}
+    np.save(folder / "user_graph_dict.npy", np.array(users, dtype=object), allow_pickle=True)
+    rows, cols = behaviour_neighbours(train, topk=2, min_users=2)
+    items: dict[int, list[list[int]]] = {}
+    for i, j in zip(rows.tolist(), cols.tolist()):
+        items.setdefault(i, [[], []])
+        items[i][0].append(j)
+        items[i][1].append(1)
+    np.save(folder / "item_graph_dict_2.npy", np.array(items, dtype=object), allow_pickle=True)
+    print(f"wrote {folder}/user_graph_dict.npy and item_graph_dict_2.npy", flush=True)
+
+
 def import_mmrec(src: Path, deps: Path | None):
     """MMRec's modules, importable from its src/ (which it expects as the working folder)."""
     sys.path[:0] = [str(p) for p in (deps, src) if p is not None]
@@ -81,26 +109,40 @@ def import_mmrec(src: Path, deps: Path | None):
     torch.Tensor.cuda = lambda self, *args, **kwargs: self  # a CPU run
     os.chdir(src)
     from utils.configurator import Config
-    from utils.dataloader import TrainDataLoader
+    from utils.dataloader import EvalDataLoader, TrainDataLoader
     from utils.dataset import RecDataset
     from utils.utils import get_model, get_trainer, init_seed
 
     return types.SimpleNamespace(
-        Config=Config, TrainDataLoader=TrainDataLoader, RecDataset=RecDataset, get_model=get_model,
-        get_trainer=get_trainer, init_seed=init_seed,
+        Config=Config, TrainDataLoader=TrainDataLoader, EvalDataLoader=EvalDataLoader, RecDataset=RecDataset,
+        get_model=get_model, get_trainer=get_trainer, init_seed=init_seed,
     )  # fmt: skip
 
 
 def mmrec_setup(mm, name: str, dataset: str, extra: dict):
     config = mm.Config(name, dataset, {"use_gpu": False, "seed": 999, "learning_rate": 0.001, **extra})
     mm.init_seed(999)
-    train, _, _ = mm.RecDataset(config).split()
+    train, valid, _ = mm.RecDataset(config).split()
     str(train)  # MMRec sets inter_num while describing the dataset (quick_start logs it)
     data = mm.TrainDataLoader(config, train, batch_size=config["train_batch_size"], shuffle=True)
+    valid_data = mm.EvalDataLoader(config, valid, additional_dataset=train, batch_size=config["eval_batch_size"])
     data.pretrain_setup()
     model = mm.get_model(name)(config, data)
     model._parameters.pop("result_embed", None)  # MMRec's DualGNN cannot assign it on CPU otherwise
-    return model, mm.get_trainer()(config, model), data
+    return model, mm.get_trainer()(config, model), data, valid_data
+
+
+def mmrec_eval(trainer, valid_data) -> float:
+    started = time.perf_counter()
+    with torch.no_grad():
+        trainer.evaluate(valid_data)
+    return time.perf_counter() - started
+
+
+def our_eval(trainer) -> float:
+    started = time.perf_counter()
+    trainer.evaluate_model("valid")
+    return time.perf_counter() - started
 
 
 def estimate(hook: float, steps: list[float], n_batches: int) -> float:
@@ -162,27 +204,37 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=6, help="timed batches per epoch (>= 2)")
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs after the warm-up")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--write-graph-files",
+        action="store_true",
+        help="write MMRec's user/item graph dicts into its data folder first",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from guider.config import resolve_run_config
-    from guider.data import load_dataset
+    from guider.data import TRAIN, load_dataset
     from guider.train import Trainer
 
     ds = load_dataset(args.data.resolve())
+    if args.write_graph_files:
+        write_graph_files((args.mmrec / "data" / args.dataset).resolve(), ds.matrix(TRAIN))
     mm = import_mmrec((args.mmrec / "src").resolve(), args.deps.resolve() if args.deps else None)
     print(f"{ds.name}: {ds.statistics()}; {args.threads} threads; {args.steps} timed batches per epoch", flush=True)
-    print(f"{'backbone':10s} {'ours s/ep':>10s} {'MMRec s/ep':>11s} {'MMRec/ours':>10s}", flush=True)
+    head = ("ours s/ep", "MMRec s/ep", "MMRec/ours", "ours s/eval", "MMRec s/eval", "MMRec/ours")
+    print(f"{'backbone':10s} " + " ".join(f"{h:>12s}" for h in head), flush=True)
     for name in args.backbones:
         mm_name, extra = MODELS[name]
         with tempfile.TemporaryDirectory() as tmp:
             ours = Trainer(ds, Path(tmp), resolve_run_config(name), torch.device("cpu"), progress=False)
-            model, trainer, data = mmrec_setup(mm, mm_name, args.dataset, extra)
+            model, trainer, data, valid_data = mmrec_setup(mm, mm_name, args.dataset, extra)
             timed = [
                 (our_epoch(ours, epoch, args.steps), mmrec_epoch(model, trainer, data, args.steps))
                 for epoch in range(args.epochs + 1)
             ][1:]  # epoch 0 warms both up
+            evals = [(our_eval(ours), mmrec_eval(trainer, valid_data)) for _ in range(2)][1:]
         a, b = statistics.median(t[0] for t in timed), statistics.median(t[1] for t in timed)
-        print(f"{name:10s} {a:10.2f} {b:11.2f} {b / a:10.2f}", flush=True)
+        c, d = statistics.median(t[0] for t in evals), statistics.median(t[1] for t in evals)
+        print(f"{name:10s} {a:12.2f} {b:12.2f} {b / a:12.2f} {c:12.2f} {d:12.2f} {d / c:12.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ the table of test Recall@20 / NDCG@20 (mean +- std over seeds).
     python scripts/acceptance_guider.py --out results/tmp/acceptance --table-only
 
 Methods: none (plain), paper, as_released, the ablations no_amsc / no_dbpr / kl_kd / no_kd,
-and the T-CE / R-CE baselines; `--extra LABEL=VARIANT:KEY=VALUE;KEY=VALUE` adds a
-labelled configuration (e.g. `paper_w1=paper:kd.weight=1.0`) usable in --methods.
+the T-CE / R-CE baselines and DA-MRS (`damrs`, run on bpr / vbpr / lightgcn only: the pairs a
+method refuses are skipped); `--extra LABEL=VARIANT:KEY=VALUE;KEY=VALUE` adds a labelled
+configuration (e.g. `paper_w1=paper:kd.weight=1.0`) usable in --methods.
 Each run is one `guider train` subprocess writing
 OUT/runs/<backbone>/<method>/seed<k>/; finished runs (metrics.json present) are skipped,
 so the script can be stopped and restarted. Runs are launched in priority order: every
@@ -34,7 +35,8 @@ import numpy as np
 
 from guider.atomic import write_text
 
-METHODS = ("none", "paper", "as_released", "no_amsc", "no_dbpr", "kl_kd", "no_kd", "tce", "rce")
+METHODS = ("none", "paper", "as_released", "no_amsc", "no_dbpr", "kl_kd", "no_kd", "tce", "rce", "damrs")
+COMPARED = ("paper", "damrs")  # methods whose table gets a '>plain' comparison block
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -139,11 +141,23 @@ def command(args, data: Path, backbone: str, method: str, seed: int) -> list[str
     return cmd
 
 
+def base_method(args, method: str) -> str:
+    return args.extra_methods.get(method, (method,))[0]
+
+
+def compatible(args, backbone: str, method: str) -> bool:
+    """False for pairs the method refuses (damrs on a backbone it cannot wrap): not run."""
+    from guider.objective import objective_class
+
+    return objective_class(base_method(args, method)).backbone_problem(backbone) is None
+
+
 def run_all(args, data: Path, backbones, methods, seeds) -> None:
     core = args.core.split(",")
     ordered = [(b, m, seeds[0]) for b in backbones for m in methods]
     ordered += [(b, m, s) for s in seeds[1:] for b in backbones for m in methods if m in core]
     ordered += [(b, m, s) for s in seeds[1:] for b in backbones for m in methods if m not in core]
+    ordered = [key for key in ordered if compatible(args, key[0], key[1])]
     todo = [key for key in ordered if not (run_dir(args.out, *key) / "metrics.json").exists()]
     env = {
         **os.environ,
@@ -259,7 +273,7 @@ def main(argv=None) -> int:
     if not args.table_only:
         data = ensure_data(args)
         run_all(args, data, backbones, methods, seeds)
-    guided = [m for m in methods if m == "paper" or args.extra_methods.get(m, ("",))[0] == "paper"]
+    guided = [m for m in methods if m in COMPARED or args.extra_methods.get(m, ("",))[0] in COMPARED]
     text = table(collect(args.out, backbones, methods, seeds), backbones, methods, seeds, guided)
     write_text(args.out / "table.md", text)
     print(text)

@@ -356,6 +356,30 @@ def test_ablation_table_rows_and_bold(study):
         tables.ablation_table(runs[runs.method.isin(["none", "paper"])], ["recall@20"])
 
 
+def test_baselines_table_reads_plain_then_each_denoiser_then_guider(tmp_path):
+    """Rows in the order plain / +T-CE / +R-CE / +DA-MRS / +GUIDER whatever order they ran in;
+    a method not run on a backbone (DA-MRS on BM3) has no row; the ablations stay out."""
+    lift = {"none": 0.0, "no_amsc": 0.5, "damrs": 0.04, "paper": 0.1, "rce": 0.03, "tce": 0.02}
+    paths = []
+    for backbone, methods in (("lightgcn", list(lift)), ("bm3", ["paper", "tce", "none", "rce"])):
+        for method, seed in itertools.product(methods, range(2)):
+            paths.append(
+                write_run(tmp_path, "baby", "base", backbone, method, seed, metric_values(0.05 * (1 + lift[method])))
+            )
+    paths.append(write_run(tmp_path, "sports", "base", "lightgcn", "none", 0, metric_values(0.05)))  # no baseline
+    runs = collect_runs(paths)
+    table = tables.baselines_table(runs, ["recall@20"])
+    assert table.groups == ["baby"]
+    assert [(r.block, r.label) for r in table.rows] == [
+        ("LightGCN", m) for m in ("plain", "+T-CE", "+R-CE", "+DA-MRS", "+GUIDER")
+    ] + [("BM3", m) for m in ("plain", "+T-CE", "+R-CE", "+GUIDER")]
+    expected = [0.05 * (1 + lift[m]) for m in ("none", "tce", "rce", "damrs", "paper")]
+    assert [r.cells[0].mean for r in table.rows[:5]] == pytest.approx(expected)
+    assert [r.cells[0].bold for r in table.rows] == [False, False, False, False, True] + [False, False, False, True]
+    with pytest.raises(ValueError, match="no denoising baseline runs"):
+        tables.baselines_table(runs[~runs.method.isin(["tce", "rce", "damrs"])], ["recall@20"])
+
+
 def test_tables_follow_the_paper_order_and_skip_unablated_backbones(tmp_path):
     paths = [
         write_run(tmp_path, d, "base", b, m, 0, metric_values(0.05))
@@ -484,6 +508,8 @@ def test_report_cli_end_to_end(study, tmp_path):
         )
         == 0
     )
+    assert cli_main(["report", "table", "baselines", "--runs", str(out / "runs.csv"), "--out", str(out / "base")]) == 0
+    assert "+T-CE" in (out / "base.md").read_text() and "+GUIDER" in (out / "base.tex").read_text()
     for name in ("main.md", "main.tex", "main_significance.csv", "ablation.md", "ablation.tex"):
         assert (out / name).stat().st_size > 0
     assert (

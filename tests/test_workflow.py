@@ -95,6 +95,8 @@ def expected_counts(config: dict) -> dict[str, int]:
     counts.update({"collect_runs": 1, "main_table": 1, "headline_metrics": 1, "figure": figures, "all": 1})
     if has_ablation:
         counts["ablation_table"] = 1
+    if any(m in ("tce", "rce", "damrs") for (_, ratio, _, m) in runs if ratio == 0.0):
+        counts["baselines_table"] = 1
     if noisy:
         counts["noise_curve"] = 1
     return {rule: n for rule, n in counts.items() if n}

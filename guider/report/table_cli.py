@@ -1,4 +1,4 @@
-"""`guider report table main|ablation`: runs.csv -> Markdown and LaTeX tables."""
+"""`guider report table main|ablation|baselines`: runs.csv -> Markdown and LaTeX tables."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ DEFAULT_METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "kind",
-        choices=["main", "ablation"],
-        help="main: plain vs GUIDER with significance; ablation: every method that was run",
+        choices=["main", "ablation", "baselines"],
+        help="main: plain vs GUIDER with significance; ablation: every method that was run; "
+        "baselines: plain / +T-CE / +R-CE / +DA-MRS / +GUIDER per backbone",
     )
     parser.add_argument("--runs", required=True, type=Path, help="runs.csv from `guider report collect`")
     parser.add_argument(
@@ -23,8 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--metrics", nargs="+", default=DEFAULT_METRICS, help="table columns per dataset")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm correction")
-    parser.add_argument("--treatment", default="paper", help="method compared against --baseline (main table)")
-    parser.add_argument("--baseline", default="none", help="reference method (main table)")
+    parser.add_argument(
+        "--treatment", default="paper", help="method compared against --baseline (main and baselines tables)"
+    )
+    parser.add_argument("--baseline", default="none", help="reference method (main and baselines tables)")
     parser.add_argument(
         "--note", help="a sentence added under the table (e.g. that demo numbers illustrate the pipeline)"
     )
@@ -43,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
             runs, args.metrics, treatment=args.treatment, baseline=args.baseline, alpha=args.alpha
         )
         write_csv(tests, Path(f"{args.out}_significance.csv"))
+    elif args.kind == "baselines":
+        table = tables.baselines_table(runs, args.metrics, treatment=args.treatment, baseline=args.baseline)
     else:
         table = tables.ablation_table(runs, args.metrics)
     if args.note:

@@ -204,6 +204,34 @@ def ablation_table(runs: pd.DataFrame, metrics: list[str], methods: list[str] | 
     return table
 
 
+DENOISERS = ("tce", "rce", "damrs")  # the denoising baselines GUIDER is compared with
+
+
+def baselines_table(
+    runs: pd.DataFrame, metrics: list[str], *, denoisers=DENOISERS, treatment: str = "paper", baseline: str = "none"
+) -> Table:
+    """The denoising comparison: per backbone that ran a denoiser, the rows plain / +T-CE /
+    +R-CE / +DA-MRS / +GUIDER (those present), columns = dataset x metric on the base data."""
+    base = _select_base(runs)
+    ran = base[base["method"].isin(denoisers)]
+    if ran.empty:
+        raise ValueError(f"no denoising baseline runs found (methods {', '.join(denoisers)} on the base data)")
+    methods = [baseline, *denoisers, treatment]
+    table = Table(
+        caption=f"Denoising baselines and {display_name(treatment)}: test metrics, mean ± std over seeds",
+        groups=dataset_order(ran["dataset"]),
+        metrics=list(metrics),
+        notes=["Bold: best mean per column within each backbone; a missing row: that method was not run there."],
+    )
+    for backbone in backbone_order(ran["backbone"]):
+        labels = {m: None if m == baseline else f"+{display_name(m)}" for m in methods}
+        block = [_value_row(runs, table, backbone, m, labels[m]) for m in methods]
+        block = [row for row in block if any(cell is not None for cell in row.cells)]
+        _bold_best(block)
+        table.rows += block
+    return table
+
+
 # --- helpers -------------------------------------------------------------------------
 def _select_base(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["data"] == BASE_DATA]

@@ -308,6 +308,11 @@ def has_ablation() -> bool:
     return any(data == "base" and method not in ("none", "paper") for _, data, _, method in STUDY_KEYS)
 
 
+def has_baselines() -> bool:
+    """Whether some run on the base data uses a denoising baseline (T-CE, R-CE, DA-MRS)."""
+    return any(data == "base" and method in ("tce", "rce", "damrs") for _, data, _, method in STUDY_KEYS)
+
+
 def has_noise_study() -> bool:
     return any(data != "base" for _, data, _, _ in STUDY_KEYS)
 
@@ -349,6 +354,8 @@ def report_targets() -> list[str]:
     ]
     if has_ablation():
         targets += ["results/tables/ablation.md", "results/tables/ablation.tex"]
+    if has_baselines():
+        targets += ["results/tables/baselines.md", "results/tables/baselines.tex"]
     if has_noise_study():
         targets.append("results/summary/noise_curve.csv")
     targets += [f"results/figures/{name}.{fmt}" for name in figure_names() for fmt in ("png", "pdf")]

@@ -68,6 +68,26 @@ rule ablation_table:
         "guider report table ablation --runs {input.runs} --out {params.stem} --metrics {params.metrics} > {log} 2>&1"
 
 
+rule baselines_table:
+    input:
+        runs="results/summary/runs.csv",
+    output:
+        md="results/tables/baselines.md",
+        tex="results/tables/baselines.tex",
+    log:
+        "results/logs/report/baselines_table.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    resources:
+        **job_resources("report"),
+    params:
+        stem=lambda wildcards, output: os.path.splitext(output.md)[0],
+        metrics=REPORT_METRICS,
+    shell:
+        "guider report table baselines --runs {input.runs} --out {params.stem} --metrics {params.metrics} > {log} 2>&1"
+
+
 rule headline_metrics:
     input:
         runs="results/summary/runs.csv",
