@@ -10,11 +10,12 @@ An evaluation is one full-ranking pass over the valid split, timed whole on both
 
 MMRec is not part of this project: point --mmrec at a checkout of enoche/MMRec outside it
 (with torch_geometric, scikit-learn and lmdb importable, e.g. installed into a folder given
-by --deps). Four workarounds make MMRec's code run on CPU with today's libraries:
+by --deps). Five workarounds make MMRec's code run on CPU with today's libraries:
 `Tensor.cuda` becomes a no-op (GRCN and MGCN call .cuda() unconditionally), DualGNN's and
 DRAGON's `result_embed` parameter is dropped (it cannot be assigned on CPU), a missing
 `torch_scatter` is replaced by PyG's scatter (SMORE calls scatter_add), and scipy's removed
-`dok_matrix._update` (LGMRec's adjacency) is restored through the public API. DualGNN and
+`dok_matrix._update` (LGMRec's adjacency) is restored through the public API, and NumPy's
+removed `np.float` alias (MMRec's NDCG) is restored as `float`. DualGNN and
 DRAGON read `user_graph_dict.npy` (MMRec's preprocessing script makes it) and DAMRS reads
 `item_graph_dict_2.npy` (the DA-MRS authors' build_iib_graph.py): `--write-graph-files`
 writes both into MMRec's data folder from the train split, with the lists our backbones
@@ -81,7 +82,7 @@ def write_graph_files(folder: Path, train) -> None:
     from guider.models.user_graph import PREPROCESS_TOP, neighbour_lists
 
     index, count, n = neighbour_lists(train, PREPROCESS_TOP)
-    users = {u: [index[u, : n[u]].tolist(), count[u, : n[u]].astype(int).tolist()] for u in range(train.shape[0])}
+    users = {u: [index[u, : n[u]].tolist(), count[u, : n[u]].tolist()] for u in range(train.shape[0])}
     np.save(folder / "user_graph_dict.npy", np.array(users, dtype=object), allow_pickle=True)
     rows, cols = behaviour_neighbours(train, topk=2, min_users=2)
     items: dict[int, list[list[int]]] = {}
@@ -106,6 +107,7 @@ def import_mmrec(src: Path, deps: Path | None):
 
         sys.modules["torch_scatter"] = types.SimpleNamespace(scatter=scatter, scatter_add=scatter_add)
     patch_scipy_dok()
+    np.float = float  # removed in NumPy 1.24; MMRec's utils/metrics.py ndcg_ uses it
     torch.Tensor.cuda = lambda self, *args, **kwargs: self  # a CPU run
     os.chdir(src)
     from utils.configurator import Config
@@ -121,9 +123,12 @@ def import_mmrec(src: Path, deps: Path | None):
 
 def mmrec_setup(mm, name: str, dataset: str, extra: dict):
     config = mm.Config(name, dataset, {"use_gpu": False, "seed": 999, "learning_rate": 0.001, **extra})
+    for key in config["hyper_parameters"]:  # as quick_start does for each grid point: here the first
+        if isinstance(config[key], list):
+            config[key] = config[key][0]
     mm.init_seed(999)
     train, valid, _ = mm.RecDataset(config).split()
-    str(train)  # MMRec sets inter_num while describing the dataset (quick_start logs it)
+    str(train), str(valid)  # MMRec sets inter_num while describing a dataset (quick_start logs them)
     data = mm.TrainDataLoader(config, train, batch_size=config["train_batch_size"], shuffle=True)
     valid_data = mm.EvalDataLoader(config, valid, additional_dataset=train, batch_size=config["eval_batch_size"])
     data.pretrain_setup()
