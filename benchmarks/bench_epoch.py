@@ -12,6 +12,7 @@ built and trained it. Each backbone runs in a fresh process, so its peak RSS is 
     # a Clothing-size catalogue (39,387 users, 23,033 items) with Amazon-size random features:
     guider data synthetic --out /tmp/clothing --users 39387 --items 23033 --no-features
     python benchmarks/bench_epoch.py --data /tmp/clothing --random-features 384,4096 --epochs 1
+    # slow machines: --steps N runs the first N batches of each epoch and extrapolates
 """
 
 from __future__ import annotations
@@ -52,11 +53,18 @@ def add_random_features(folder: Path, dims: tuple[int, int]) -> None:
             np.save(folder / name, rng.normal(size=(n_items, dim)).astype(np.float32))
 
 
-def time_epochs(trainer, epochs: int) -> float:
-    started = time.perf_counter()
-    for epoch in range(epochs):
-        trainer.run_epoch(epoch)
-    return (time.perf_counter() - started) / epochs
+def time_epochs(trainer, epochs: int, steps: int = 0) -> float:
+    """Seconds per epoch: the mean of whole epochs, or with `steps` the first `steps` batches of
+    each epoch extrapolated as bench_guider does (epoch hooks + batches x median step)."""
+    if not steps:
+        started = time.perf_counter()
+        for epoch in range(epochs):
+            trainer.run_epoch(epoch)
+        return (time.perf_counter() - started) / epochs
+    from bench_guider import epoch_seconds, time_epoch
+
+    n_batches = -(-len(trainer.inputs.train_users) // trainer.tcfg.batch_size)
+    return epoch_seconds([time_epoch(trainer, epoch, steps) for epoch in range(epochs)], n_batches)
 
 
 def time_eval(trainer) -> tuple[float, float]:
@@ -85,7 +93,7 @@ def time_bare_topk(trainer, k: int = 50) -> float:
     return time.perf_counter() - started
 
 
-def measure(name: str, folder: str, epochs: int, device: str, threads: int) -> dict:
+def measure(name: str, folder: str, epochs: int, device: str, threads: int, steps: int = 0) -> dict:
     """One backbone in this (fresh) process: timings and the process's peak RSS."""
     from guider.config import resolve_run_config
     from guider.data import load_dataset
@@ -96,7 +104,7 @@ def measure(name: str, folder: str, epochs: int, device: str, threads: int) -> d
     ds = load_dataset(folder)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(ds, Path(tmp), resolve_run_config(name), resolve_device(device), progress=False)
-        per_epoch = time_epochs(trainer, epochs)
+        per_epoch = time_epochs(trainer, epochs, steps)
         (evaluation, forward), bare = time_eval(trainer), time_bare_topk(trainer)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     return {"epoch": per_epoch, "eval": evaluation, "forward": forward, "bare": bare, "peak_mb": peak_mb}
@@ -110,6 +118,13 @@ def main(argv=None) -> None:
     parser.add_argument("--data", type=Path, help="dataset folder (default: synthetic baby preset, generated once)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs timed per backbone")
     parser.add_argument("--backbones", nargs="*", default=None, help="default: every trainable registered backbone")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="run only the first STEPS batches of each epoch (s/epoch extrapolated; the peak RSS then "
+        "covers the graphs, STEPS batches and the evaluation); 0 = whole epochs",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument(
@@ -126,7 +141,7 @@ def main(argv=None) -> None:
     spawn = multiprocessing.get_context("spawn")
     for name in backbones:
         with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:  # a fresh process: its own peak RSS
-            r = pool.submit(measure, name, str(folder), args.epochs, args.device, args.threads).result()
+            r = pool.submit(measure, name, str(folder), args.epochs, args.device, args.threads, args.steps).result()
         ranking = r["eval"] - r["forward"]  # the bare baseline's work: scores, topk, plus masking and metrics
         print(
             f"{name:<10} {r['epoch']:8.2f} {r['eval']:8.2f} {r['forward']:8.2f} {r['bare']:8.2f} "
