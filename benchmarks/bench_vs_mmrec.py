@@ -83,14 +83,15 @@ def write_graph_files(folder: Path, train) -> None:
 
     index, count, n = neighbour_lists(train, PREPROCESS_TOP)
     users = {u: [index[u, : n[u]].tolist(), count[u, : n[u]].tolist()] for u in range(train.shape[0])}
-    np.save(folder / "user_graph_dict.npy", np.array(users, dtype=object), allow_pickle=True)
+    # np.save pickles a 0-d object array: MMRec's format (its loader unpickles it; we never read it)
+    np.save(folder / "user_graph_dict.npy", np.array(users, dtype=object))
     rows, cols = behaviour_neighbours(train, topk=2, min_users=2)
     items: dict[int, list[list[int]]] = {}
     for i, j in zip(rows.tolist(), cols.tolist()):
         items.setdefault(i, [[], []])
         items[i][0].append(j)
         items[i][1].append(1)
-    np.save(folder / "item_graph_dict_2.npy", np.array(items, dtype=object), allow_pickle=True)
+    np.save(folder / "item_graph_dict_2.npy", np.array(items, dtype=object))
     print(f"wrote {folder}/user_graph_dict.npy and item_graph_dict_2.npy", flush=True)
 
 
