@@ -52,29 +52,54 @@ def evaluable_users(target: sp.csr_matrix, train: sp.csr_matrix) -> np.ndarray:
 def topk_stable(scores: torch.Tensor, k: int) -> torch.Tensor:
     """[B, k] indices of the k best items per row, ties broken by lower item id.
 
-    torch.topk alone is not deterministic under ties; rows whose k-th value is tied with
-    an item outside the top-k fall back to a full stable sort (rare for real scores).
-    """
+    torch.topk alone is not deterministic under ties. It is asked for k + 1 values: a row
+    whose (k+1)-th value equals its k-th has a tie across the cut and falls back to a full
+    stable sort (rare for real scores); every other row's top-k set is exact, and ties
+    inside it are ordered by id. NaN ranks above everything (torch's order), so a NaN
+    score always reaches the returned values' row (see `evaluate`)."""
     k = min(k, scores.shape[1])
-    vals, idx = torch.topk(scores, k, dim=1)  # [B, k]
+    vals, idx = torch.topk(scores, min(k + 1, scores.shape[1]), dim=1)  # [B, k(+1)]
+    ambiguous = vals[:, k] == vals[:, k - 1] if vals.shape[1] > k else None  # [B]
+    vals, idx = vals[:, :k], idx[:, :k]
     by_id = torch.argsort(idx, dim=1)
     idx, vals = idx.gather(1, by_id), vals.gather(1, by_id)
     order = torch.sort(vals, dim=1, descending=True, stable=True).indices
     idx = idx.gather(1, order)
-    ambiguous = (scores >= vals.min(dim=1, keepdim=True).values).sum(dim=1) > k  # [B]
-    if ambiguous.any():
+    if ambiguous is not None and ambiguous.any():
         full = torch.sort(scores[ambiguous], dim=1, descending=True, stable=True).indices[:, :k]
         idx[ambiguous] = full
     return idx
 
 
-def _dense_rows(mat: sp.csr_matrix, users: np.ndarray, device: torch.device) -> torch.Tensor:
-    """[B, n_items] boolean dense block of the CSR rows `users`, built on `device`."""
-    block = mat[users]
-    rows = np.repeat(np.arange(len(users)), np.diff(block.indptr))
-    dense = torch.zeros(len(users), mat.shape[1], dtype=torch.bool, device=device)
-    dense[torch.from_numpy(rows).to(device), torch.from_numpy(block.indices.astype(np.int64)).to(device)] = True
-    return dense
+def split_entries(mat: sp.csr_matrix, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The CSR entries of rows `users`, as index arrays: (row position in `users` [nnz],
+    item [nnz], offsets [len(users) + 1]) with each row's entries at offsets[r]:offsets[r+1]."""
+    starts, counts = mat.indptr[users], np.diff(mat.indptr)[users]
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    positions = np.repeat(np.arange(len(users)), counts)
+    gather = np.arange(offsets[-1]) - np.repeat(offsets[:-1] - starts, counts)  # into mat.indices
+    return positions.astype(np.int64), mat.indices[gather].astype(np.int64), offsets
+
+
+class _SplitIndex:
+    """One split's entries for the evaluated users, built once per evaluation; `chunk(a, b)`
+    gives users a:b's (row in chunk, item) pairs as device tensors."""
+
+    def __init__(self, mat: sp.csr_matrix, users: np.ndarray, device: torch.device):
+        positions, items, self.offsets = split_entries(mat, users)
+        self.positions = torch.from_numpy(positions).to(device)
+        self.items = torch.from_numpy(items).to(device)
+
+    def chunk(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = int(self.offsets[start]), int(self.offsets[stop])
+        return self.positions[lo:hi] - start, self.items[lo:hi]
+
+
+def _hits(top: torch.Tensor, rows: torch.Tensor, items: torch.Tensor, n_items: int) -> torch.Tensor:
+    """[B, K] whether top[b, r] is one of row b's target items (given as (rows, items) pairs)."""
+    keys = rows * n_items + items  # [nnz]: one key per (row, item)
+    queries = torch.arange(top.shape[0], device=top.device).unsqueeze(1) * n_items + top  # [B, K]
+    return torch.isin(queries, keys)
 
 
 def _metrics_from_hits(hits: torch.Tensor, n_target: torch.Tensor, ks: Sequence[int]) -> dict[str, torch.Tensor]:
@@ -110,27 +135,39 @@ def evaluate(
     """Rank all items for every evaluable user and return per-user metrics.
 
     `score_fn(users [B] int64 on device) -> [B, n_items]` scores; `target` holds the items to
-    find (valid or test), `mask` the items to exclude from the ranking (train).
+    find (valid or test), `mask` the items to exclude from the ranking (train). The mask is
+    written into the returned scores in place (a view is copied first). Beyond the scores
+    and the top-k, the work is O(entries of the two splits): the mask is index assignment
+    and the hits a lookup of the top-k among the targets; no dense [B, n_items] mask exists.
     """
     device = torch.device(device)
     ks = sorted(ks)
     users = evaluable_users(target, mask)
-    n_target_all = np.diff(target.indptr)
-    parts: dict[str, list[np.ndarray]] = {}
+    n_target_all = torch.from_numpy(np.diff(target.indptr)[users]).to(device, torch.float64)
+    masked, targets = _SplitIndex(mask, users, device), _SplitIndex(target, users, device)
+    users_t = torch.from_numpy(users).to(device)
+    parts: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(users), chunk_size):
-        chunk = users[start : start + chunk_size]
-        scores = score_fn(torch.from_numpy(chunk).to(device)).float()  # [B, n_items]
-        if not torch.isfinite(scores).all():
-            raise FloatingPointError("model produced NaN/inf scores during evaluation")
-        scores = scores.masked_fill(_dense_rows(mask, chunk, device), float("-inf"))
-        top = topk_stable(scores, ks[-1])  # [B, Kmax]
-        hits = _dense_rows(target, chunk, device).gather(1, top)  # [B, min(Kmax, n_items)]
+        stop = min(start + chunk_size, len(users))
+        scores = score_fn(users_t[start:stop]).float()  # [B, n_items]
+        if scores._base is not None:  # never write into a caller's tensor
+            scores = scores.clone()
+        scores.index_put_(masked.chunk(start, stop), torch.tensor(float("-inf"), device=device))
+        top = topk_stable(scores, ks[-1])  # [B, min(Kmax, n_items)]
+        _check_finite(scores, top)
+        hits = _hits(top, *targets.chunk(start, stop), scores.shape[1])
         hits = torch.nn.functional.pad(hits, (0, ks[-1] - hits.shape[1]))  # fewer items than Kmax: no hits past the end
-        n_target = torch.from_numpy(n_target_all[chunk]).to(device, torch.float64)
-        for key, values in _metrics_from_hits(hits, n_target, ks).items():
-            parts.setdefault(key, []).append(values.cpu().numpy())
-    per_user = {key: np.concatenate(vals) for key, vals in parts.items()} if parts else {}
+        for key, values in _metrics_from_hits(hits, n_target_all[start:stop], ks).items():
+            parts.setdefault(key, []).append(values)
+    per_user = {key: torch.cat(vals).cpu().numpy() for key, vals in parts.items()} if parts else {}
     return EvalResult(users=users, per_user=_ordered(per_user, ks))
+
+
+def _check_finite(scores: torch.Tensor, top: torch.Tensor) -> None:
+    """NaN and +inf rank first (torch's order), so one anywhere in a row is in its top-k."""
+    best = scores.gather(1, top[:, :1])  # [B, 1]
+    if torch.isnan(best).any() or torch.isposinf(best).any():
+        raise FloatingPointError("model produced NaN/inf scores during evaluation")
 
 
 def _ordered(per_user: dict[str, np.ndarray], ks: Sequence[int]) -> dict[str, np.ndarray]:

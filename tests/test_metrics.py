@@ -88,3 +88,53 @@ def test_nan_scores_raise():
     train = sp.csr_matrix(np.array([[1, 0, 0]], dtype=np.float32))
     with pytest.raises(FloatingPointError):
         evaluate(lambda u: torch.full((len(u), 3), float("nan")), target, train, ks=(1,))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_one_non_finite_score_among_finite_ones_raises(bad):
+    rng = np.random.default_rng(1)
+    scores = torch.from_numpy(rng.normal(size=(5, 30)).astype(np.float32))
+    scores[3, 17] = bad
+    target = to_csr({u: {u} for u in range(5)}, 5, 30)
+    train = to_csr({u: {u + 10} for u in range(5)}, 5, 30)
+    with pytest.raises(FloatingPointError, match="NaN/inf"):
+        evaluate(lambda u: scores[u].clone(), target, train, ks=(5,))
+
+
+def test_minus_inf_is_a_score_and_the_callers_tensor_is_untouched():
+    """-inf is the lowest score (ranked last, ties by id), not an error; a score_fn returning a
+    view of its own tensor gets it back unmasked."""
+    full = torch.tensor([[float("-inf"), 1.0, 2.0, float("-inf")], [0.0, 1.0, 2.0, 3.0]])
+    before = full.clone()
+    target = to_csr({0: {0}, 1: {0}}, 2, 4)
+    train = to_csr({0: {2}, 1: {3}}, 2, 4)
+    res = evaluate(lambda u: full[u], target, train, ks=(1, 2, 3))
+    assert torch.equal(full, before)
+    m = {k: v.tolist() for k, v in res.per_user.items()}
+    # user 0 ranks 1, then 0 and 3 tied at -inf (id order): item 0 at rank 2; user 1 ranks 2, 1, 0
+    assert m["recall@1"] == [0.0, 0.0] and m["recall@2"] == [1.0, 0.0] and m["recall@3"] == [1.0, 1.0]
+
+
+def test_unsorted_csr_indices_and_users_without_targets():
+    """Split matrices whose column indices are not sorted within rows give the same result."""
+    rng = np.random.default_rng(2)
+    scores = rng.integers(0, 4, size=(30, 25)).astype(np.float32)
+    train = {u: set(rng.choice(25, 4, replace=False).tolist()) for u in range(30)}
+    target = {
+        u: set(rng.choice([i for i in range(25) if i not in train[u]], u % 4, replace=False).tolist())
+        for u in range(30)
+    }
+    sorted_t, sorted_m = to_csr(target, 30, 25), to_csr(train, 30, 25)
+    shuffled = []
+    for mat in (sorted_t, sorted_m):
+        m = mat.copy()
+        for r in range(m.shape[0]):
+            lo, hi = m.indptr[r], m.indptr[r + 1]
+            m.indices[lo:hi] = m.indices[lo:hi][::-1].copy()
+        m.has_sorted_indices = False
+        shuffled.append(m)
+    a = evaluate(lambda u: torch.from_numpy(scores)[u], sorted_t, sorted_m, chunk_size=7)
+    b = evaluate(lambda u: torch.from_numpy(scores)[u], *shuffled, chunk_size=7)
+    assert a.users.tolist() == b.users.tolist() and len(a.users) < 30
+    for key in a.per_user:
+        np.testing.assert_array_equal(a.per_user[key], b.per_user[key])
