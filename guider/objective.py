@@ -28,6 +28,27 @@ class NonFiniteLoss(FloatingPointError):
     """A training loss (the student's or a plug-in's teacher's) became NaN or infinite."""
 
 
+class NonFiniteWatch:
+    """The first non-finite loss of a pass (its batch index and value), kept on the device so
+    no step waits for the host; read once, at the end of the pass (`raise_if_seen`)."""
+
+    def __init__(self, device: torch.device, what: str = "training"):
+        self.what = what
+        self.batch = torch.full((), -1, dtype=torch.int64, device=device)
+        self.value = torch.zeros((), device=device)
+
+    def note(self, loss: torch.Tensor, index: int) -> None:
+        first = (~torch.isfinite(loss.detach())) & (self.batch < 0)
+        self.batch = torch.where(first, index, self.batch)
+        self.value = torch.where(first, loss.detach().float(), self.value)
+
+    def raise_if_seen(self, epoch: int, advice: str = "") -> None:
+        batch, value = torch.stack([self.batch.double(), self.value.double()]).tolist()
+        if batch >= 0:
+            where = f"{self.what} loss is {value} at epoch {epoch}, batch {int(batch)}"
+            raise NonFiniteLoss(f"{where}; {advice}" if advice else where)
+
+
 @dataclass
 class Batch:
     """One training batch of (user, positive, negative) triples."""

@@ -32,7 +32,7 @@ from guider.data.sampling import NegativeSampler
 from guider.device import resolve_device
 from guider.metrics import EvalResult, evaluate
 from guider.models import ModelInputs, build_model
-from guider.objective import Batch, NonFiniteLoss, Objective, objective_class
+from guider.objective import Batch, NonFiniteLoss, NonFiniteWatch, Objective, objective_class
 from guider.optim import adam
 from guider.run_dir import prepare_run_dir
 
@@ -64,6 +64,14 @@ def model_inputs(ds: Dataset, device: torch.device) -> ModelInputs:
     return ModelInputs(ds.n_users, ds.n_items, users, items, tensor(ds.text_feat), tensor(ds.image_feat), device)
 
 
+def read_means(totals: dict[str, torch.Tensor | float], n_batches: int) -> dict[str, float]:
+    """Per-epoch means of the summed logs, read from the device in one transfer."""
+    keys = list(totals)
+    tensors = [k for k in keys if isinstance(totals[k], torch.Tensor)]
+    values = dict(zip(tensors, torch.stack([totals[k].double() for k in tensors]).tolist())) if tensors else {}
+    return {k: float(values.get(k, totals[k])) / max(1, n_batches) for k in keys}
+
+
 def seed_everything(seed: int, epoch: int) -> torch.Generator:
     """Seed torch for epoch `epoch` of run `seed`; return a generator for epoch-level hooks."""
     value = (int(seed) * 1_000_003 + int(epoch)) % (2**63)
@@ -89,6 +97,7 @@ class Trainer:
         )
         self.matrices = {"train": ds.matrix(TRAIN), "valid": ds.matrix(VALID), "test": ds.matrix(TEST)}
         self.state = RunState()
+        self._nonfinite = NonFiniteWatch(device)  # renewed every epoch
 
     # --- evaluation ----------------------------------------------------------------------
     def evaluate_scores(self, score_fn, split: str) -> EvalResult:
@@ -123,18 +132,22 @@ class Trainer:
         # None when nothing reads the negatives (e.g. plain BM3), so a reader fails loudly;
         # sampling is the last use of `rng`, so skipping it changes no other draw
         negs = self.sampler.sample(users, rng) if self.objective.needs_negatives else None
-        totals: dict[str, float] = {}
+        totals: dict[str, torch.Tensor | float] = {}
         n_batches = 0
+        self._nonfinite = NonFiniteWatch(self.device)
         bs = self.tcfg.batch_size
         bar = tqdm(range(0, len(order), bs), desc=f"epoch {epoch}", leave=False, disable=not self.progress)
         for start in bar:
             rows = order[start : start + bs]
             batch = self._batch(rows, users[start : start + bs], None if negs is None else negs[start : start + bs])
             logs = self._step(batch, epoch, n_batches)
-            for key, value in logs.items():
-                totals[key] = totals.get(key, 0.0) + value
+            for key, value in logs.items():  # float64 sums, as Python floats summed before
+                totals[key] = totals.get(key, 0.0) + (value.double() if isinstance(value, torch.Tensor) else value)
             n_batches += 1
-        return {key: value / max(1, n_batches) for key, value in totals.items()}
+        self._nonfinite.raise_if_seen(
+            epoch, "the run stopped (lower train.lr or check the data); " + self._last_checkpoint()
+        )
+        return read_means(totals, n_batches)
 
     def _set_learning_rate(self, epoch: int) -> None:
         """train.lr_scheduler, MMRec's LambdaLR: lr x gamma ** (epoch / step), from the epoch alone
@@ -150,19 +163,18 @@ class Trainer:
 
         return Batch(users=t(users), pos=t(self.inputs.train_items[rows]), neg=t(negs), rows=t(rows))
 
-    def _step(self, batch: Batch, epoch: int, index: int) -> dict[str, float]:
+    def _step(self, batch: Batch, epoch: int, index: int) -> dict[str, torch.Tensor | float]:
+        """One optimiser step. Nothing is read back to the host: the logs stay on the device
+        and a non-finite loss is noted on the device and reported at the end of the epoch."""
         loss, logs = self.objective.step(batch, epoch)
         if loss is None or self.optimizer is None:
             return dict(logs)
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(
-                f"training loss is {loss.item()} at epoch {epoch}, batch {index}; the run stopped "
-                f"(lower train.lr or check the data); {self._last_checkpoint()}"
-            )
+        loss_value = loss.detach()
+        self._nonfinite.note(loss_value, index)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"train_loss": float(loss.detach()), **logs}
+        return {"train_loss": loss_value, **logs}
 
     def _last_checkpoint(self) -> str:
         if self.state.epoch == 0:

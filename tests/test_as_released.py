@@ -176,15 +176,19 @@ def test_second_min_norm_gradient_includes_the_first(dataset):
 def test_loss_weights_are_clamped_min_norm_weights(dataset, monkeypatch):
     obj, _ = build(dataset)
     g = torch.ones(5)
-    monkeypatch.setattr(obj, "task_gradients", lambda a, b: (g, 2 * g))  # min-norm point: g1 -> 0.999
-    assert obj.loss_weights(None, None) == (0.999, pytest.approx(0.001))  # the released solver's end point
+
+    def weights(g1, g2):
+        monkeypatch.setattr(obj, "task_gradients", lambda a, b: (g1, g2))
+        w_student, w_kd = obj.loss_weights(None, None)
+        assert w_student.dtype == w_kd.dtype == torch.float32 and w_student.dim() == 0  # device tensors
+        return float(w_student), float(w_kd)
+
+    approx = lambda x: pytest.approx(x, rel=1e-6)  # noqa: E731 (float32 weights)
+    assert weights(g, 2 * g) == (approx(0.999), approx(0.001))  # min-norm point g1: the released end point
     g1, g2 = torch.tensor([1.0, -1e-5], dtype=torch.float64), torch.tensor([1.0, 1.0], dtype=torch.float64)
-    monkeypatch.setattr(obj, "task_gradients", lambda a, b: (g1, g2))  # gamma = 1 / (1 + 1e-5)
-    assert obj.loss_weights(None, None) == (pytest.approx(1 / (1 + 1e-5)), 1e-4)  # w_kd floor
-    monkeypatch.setattr(obj, "task_gradients", lambda a, b: (2 * g, g))  # gamma 0.001 -> w_s floor 0.5
-    assert obj.loss_weights(None, None) == (0.5, pytest.approx(0.999))
-    monkeypatch.setattr(obj, "task_gradients", lambda a, b: (torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])))
-    assert obj.loss_weights(None, None) == (0.5, 0.5)
+    assert weights(g1, g2) == (approx(1 / (1 + 1e-5)), approx(1e-4))  # gamma = 1 / (1 + 1e-5); w_kd floor
+    assert weights(2 * g, g) == (0.5, approx(0.999))  # gamma 0.001 -> w_s floor 0.5
+    assert weights(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])) == (0.5, 0.5)
 
 
 def test_distillation_is_full_item_kl_at_temperature_one(dataset):

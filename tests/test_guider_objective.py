@@ -57,7 +57,7 @@ def test_step_trains_teacher_then_returns_student_loss_with_kd(noisy):
     loss, logs = obj.step(batch_of(inputs, np.arange(16)), 0)
     assert {"loss_teacher", "loss_backbone", "loss_kd"} <= set(logs)
     assert any(not torch.equal(a, b) for a, b in zip(teacher_before, obj.teacher.model.parameters()))
-    assert loss.item() == pytest.approx(logs["loss_backbone"] + 0.1 * logs["loss_kd"], rel=1e-5)
+    assert loss.item() == pytest.approx(float(logs["loss_backbone"]) + 0.1 * float(logs["loss_kd"]), rel=1e-5)
     teacher_grads = [None if p.grad is None else p.grad.clone() for p in obj.teacher.model.parameters()]
     loss.backward()  # the student's loss must not reach the teacher
     assert all(
@@ -179,8 +179,12 @@ def test_mgda_weights_are_the_min_norm_point(noisy):
     best = min_norm_two(g1, g2)
     grid = np.linspace(0, 1, 2001)
     norms = [float(torch.linalg.vector_norm(w * g1 + (1 - w) * g2)) for w in grid]
-    assert best == pytest.approx(grid[int(np.argmin(norms))], abs=1e-3)
-    assert min_norm_two(g1, 3 * g1) == 1.0 and min_norm_two(3 * g1, g1) == 0.0
+    assert float(best) == pytest.approx(grid[int(np.argmin(norms))], abs=1e-3)
+    assert float(min_norm_two(g1, 3 * g1)) == 1.0 and float(min_norm_two(3 * g1, g1)) == 0.0
+    assert float(min_norm_two(g1, 3 * g1, released_bounds=True)) == 0.999
+    assert float(min_norm_two(3 * g1, g1, released_bounds=True)) == 0.001
+    d11, d12, d22 = (float(x @ y) for x, y in ((g1, g1), (g1, g2), (g2, g2)))  # the Python-float formula
+    assert float(best) == (d22 - d12) / (d11 + d22 - 2.0 * d12)
 
 
 def test_flat_gradient_does_not_touch_grad_buffers():

@@ -68,7 +68,7 @@ from guider.denoise.amsc import Calibration
 from guider.denoise.mgda import flat_gradient, min_norm_two
 from guider.denoise.reporting import detection_report, save_amsc, teacher_report
 from guider.denoise.teacher import Teacher, TeacherConfig, mixed_seed
-from guider.objective import Batch, Evaluator, NonFiniteLoss, Objective, register_objective
+from guider.objective import Batch, Evaluator, NonFiniteWatch, Objective, register_objective
 from guider.settings import Section, setting
 
 if TYPE_CHECKING:
@@ -146,13 +146,8 @@ def minmax_clean(distances: torch.Tensor, threshold: float) -> torch.Tensor:
     """[B] bool: min-max normalised distance < threshold (all clean when the distances are equal)."""
     d = distances.detach()
     span = d.max() - d.min()
-    normalised = (d - d.min()) / (span + 1e-7) if span > 0 else torch.zeros_like(d)
+    normalised = torch.where(span > 0, (d - d.min()) / (span + 1e-7), torch.zeros_like(d))  # no host read
     return normalised < threshold
-
-
-def check_finite(loss: torch.Tensor, what: str, epoch: int, index: int) -> None:
-    if not torch.isfinite(loss):
-        raise NonFiniteLoss(f"{what} loss is {loss.item()} at epoch {epoch}, batch {index}")
 
 
 @register_objective("as_released")
@@ -224,15 +219,20 @@ class AsReleasedObjective(Objective):
         """One full pass of the teacher over the training data; mean loss and clean ratio."""
         self.teacher.model.train()
         losses, clean_ratios = [], []
+        watch = NonFiniteWatch(self.inputs.device, what="teacher")
         devices = [self.inputs.device] if self.inputs.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # the student's random stream stays untouched
             torch.manual_seed(mixed_seed(self.config.seed, 3, epoch))
             for index, batch in enumerate(self.teacher_batches(epoch)):
                 loss, clean = self.teacher_loss(batch)
-                check_finite(loss, "teacher", epoch, index)
+                watch.note(loss, index)
                 losses.append(self.teacher.step(loss))
-                clean_ratios.append(float(clean.float().mean()))
-        return {"loss_teacher": float(np.mean(losses)), "released_clean_ratio": float(np.mean(clean_ratios))}
+                clean_ratios.append(clean.float().mean())
+        watch.raise_if_seen(epoch)
+        if not losses:
+            return {"loss_teacher": float("nan"), "released_clean_ratio": float("nan")}
+        mean_loss, mean_clean = torch.stack([torch.stack(v).double().mean() for v in (losses, clean_ratios)]).tolist()
+        return {"loss_teacher": mean_loss, "released_clean_ratio": mean_clean}
 
     def sample_weights(self, user_emb: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """([B] clean mask, [B] weights): hash agreement where clean, 1 where "noisy" (or no mask)."""
@@ -281,9 +281,11 @@ class AsReleasedObjective(Objective):
         g_student = flat_gradient(loss_student, params)
         return g_student, g_student + flat_gradient(loss_kd, params)
 
-    def loss_weights(self, loss_student: torch.Tensor, loss_kd: torch.Tensor) -> tuple[float, float]:
+    def loss_weights(self, loss_student: torch.Tensor, loss_kd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(student weight, KD weight): 0-dim float32 tensors on the device (no host read)."""
         gamma = min_norm_two(*self.task_gradients(loss_student, loss_kd), released_bounds=True)
-        return max(gamma, self.cfg.min_student_weight), max(1.0 - gamma, self.cfg.min_kd_weight)
+        w_student, w_kd = gamma.clamp_min(self.cfg.min_student_weight), (1.0 - gamma).clamp_min(self.cfg.min_kd_weight)
+        return w_student.float(), w_kd.float()
 
     def step(self, batch: Batch, epoch: int):
         emb = self.model.propagate()
@@ -292,8 +294,8 @@ class AsReleasedObjective(Objective):
         w_student, w_kd = self.loss_weights(loss_student, loss_kd)
         logs = {
             **self.teacher_logs,
-            "loss_backbone": float(loss_student.detach()),
-            "loss_kd": float(loss_kd.detach()),
+            "loss_backbone": loss_student.detach(),
+            "loss_kd": loss_kd.detach(),
             "w_student": w_student,
             "w_kd": w_kd,
         }

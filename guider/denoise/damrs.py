@@ -184,10 +184,10 @@ class DAMRSPlugin(Objective):
         reg = self.reg_weight * emb_norm_loss(u, pos, neg)
         loss = bpr + reg + self.neighbor_weight * neighbour + self.kl_weight * kl
         logs = {
-            "damrs_pos_weight": float(pos_weight.mean()),
-            "damrs_neg_weight": float(neg_weight.mean()),
-            "damrs_neighbour": float(neighbour.detach()),
-            "damrs_kl": float(kl.detach()),
+            "damrs_pos_weight": pos_weight.mean().detach(),
+            "damrs_neg_weight": neg_weight.mean().detach(),
+            "damrs_neighbour": neighbour.detach(),
+            "damrs_kl": kl.detach(),
         }
         return loss, logs
 

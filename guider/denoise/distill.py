@@ -2,10 +2,14 @@
 teacher's over a per-user candidate set, by entropic optimal transport (the paper) or KL
 (the `kl_kd` ablation).
 
-OT is solved with POT, batched over users (`ot.batch.solve_batch`), in the plain (not
-log) domain Sinkhorn: with eps = 0.05 and costs 1 - cos in [0, 2] the kernel exp(-M/eps)
-stays above exp(-40), far from float32 underflow. When max(M)/eps exceeds
-`PLAIN_DOMAIN_LIMIT` or the plain solve is not finite, the log-domain solver is used.
+OT is solved batched over users by POT's Sinkhorn iterations (`ot.batch.solve_batch`,
+re-expressed in sinkhorn.py so that its stopping test never reads the device), in the
+plain (not log) domain: with eps = 0.05 and costs 1 - cos in [0, 2] the kernel exp(-M/eps)
+stays above exp(-40), far from float32 underflow. When the cost bound / eps exceeds
+`PLAIN_DOMAIN_LIMIT` (GUIDER's cosine cost: eps < 0.04) the log-domain solver is used.
+Before 0.3 a plain solve that came out non-finite was redone in the log domain; that check
+read the device every batch and never fired: with M / eps <= 50 and marginals >= MIN_MASS
+the scalings stay within exp(+-(50 + log 1 / MIN_MASS)) ~ 1e34, inside float32.
 
 Gradient (to the student distribution only). The entropic OT value
     OT_eps(a, b; M) = min_T <T, M> + eps * sum T log T,  T 1 = a, T^T 1 = b
@@ -21,16 +25,16 @@ receive gradient.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
-import ot
 import torch
 import torch.nn.functional as F
 
+from guider.denoise.sinkhorn import sinkhorn_batch
 from guider.settings import Section, setting
 
 PLAIN_DOMAIN_LIMIT = 50.0  # use the log-domain solver when max(M) / eps exceeds this
+COSINE_COST_MAX = 2.0  # 1 - cos lies in [0, 2]
 MIN_MASS = 1e-12  # marginals are clamped to this so the potential log(u) stays finite
 KD_LOSSES = ("ot", "kl")
 KD_BALANCES = ("fixed", "mgda")
@@ -65,13 +69,11 @@ def _clamped_marginal(p: torch.Tensor) -> torch.Tensor:
 
 
 def _solve(cost: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: float, max_iter: int, tol: float, method: str):
-    """POT batched Sinkhorn; returns (values [U], source potential [U, K])."""
-    # POT builds its initial scalings on the default device; pin it to the inputs' device.
-    with torch.device(cost.device) if cost.device.type != "cpu" else contextlib.nullcontext():
-        res = ot.solve_batch(cost, reg=eps, a=a, b=b, max_iter=max_iter, tol=tol, method=method, grad="detach")
-    scaling = res.potentials[0]  # [U, K]: u (plain domain) or log u (log domain)
-    log_u = torch.log(scaling) if method == "sinkhorn" else scaling
-    return res.value, eps * log_u
+    """Batched Sinkhorn (POT's iterations and stopping rule, no host reads: sinkhorn.py);
+    returns (values [U], source potential [U, K])."""
+    value, scaling = sinkhorn_batch(cost, a, b, eps, max_iter, tol, log_domain=method == "log_sinkhorn")
+    log_u = torch.log(scaling) if method == "sinkhorn" else scaling  # [U, K]
+    return value, eps * log_u
 
 
 def entropic_ot(
@@ -81,18 +83,20 @@ def entropic_ot(
     eps: float = 0.05,
     max_iter: int = 30,
     tol: float = 1e-5,
+    cost_max: float | None = None,
 ) -> torch.Tensor:
     """[U] entropic OT value between p_student [U, K] and p_teacher [U, K] under cost [U, K, K].
 
     Differentiable w.r.t. `p_student` only (envelope gradient, see the module docstring).
+    `cost_max`: a known upper bound of the cost (2 for 1 - cos), which picks the domain
+    without reading the cost back from the device; None reads max(cost).
     """
     if eps <= 0:
         raise ValueError(f"kd.eps must be > 0, got {eps}")
     a, b, cost = _clamped_marginal(p_student), _clamped_marginal(p_teacher), cost.detach()
-    method = "sinkhorn" if float(cost.max()) / eps <= PLAIN_DOMAIN_LIMIT else "log_sinkhorn"
+    bound = float(cost.max()) if cost_max is None else cost_max
+    method = "sinkhorn" if bound / eps <= PLAIN_DOMAIN_LIMIT else "log_sinkhorn"
     value, potential = _solve(cost, a, b, eps, max_iter, tol, method)
-    if method == "sinkhorn" and not (torch.isfinite(potential).all() and torch.isfinite(value).all()):
-        value, potential = _solve(cost, a, b, eps, max_iter, tol, "log_sinkhorn")
     potential = potential - potential.mean(-1, keepdim=True)  # [U, K] gauge: centred
     return value.detach() + (potential * (p_student - p_student.detach())).sum(-1)  # [U]
 
@@ -114,7 +118,7 @@ def ot_distillation(
     p_student = torch.softmax(student_logits / temperature, dim=-1)  # [U, K]
     p_teacher = torch.softmax(teacher_logits.detach() / temperature, dim=-1)  # [U, K]
     cost = cosine_cost(teacher_item_emb.detach())  # [U, K, K]
-    return entropic_ot(p_student, p_teacher, cost, eps, max_iter, tol).mean()
+    return entropic_ot(p_student, p_teacher, cost, eps, max_iter, tol, cost_max=COSINE_COST_MAX).mean()
 
 
 def kl_distillation(

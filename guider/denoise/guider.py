@@ -128,22 +128,22 @@ class GuiderObjective(Objective):
         return self.calibration
 
     # --- per batch -------------------------------------------------------------------------
-    def step(self, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def step(self, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         logs = {"loss_teacher": self.teacher_step(batch), "amsc_false_share": self.false_share}
         emb = self.model.propagate()
         loss_backbone = self.model.loss(batch.users, batch.pos, batch.neg, emb=emb)
-        logs["loss_backbone"] = float(loss_backbone.detach())
+        logs["loss_backbone"] = loss_backbone.detach()
         if self.kd.weight == 0:
             return loss_backbone, logs
         loss_kd = self.kd_loss(batch, emb)
-        logs["loss_kd"] = float(loss_kd.detach())
+        logs["loss_kd"] = loss_kd.detach()
         gamma = self._backbone_share(loss_backbone, loss_kd)
         if gamma is None:
             return loss_backbone + self.kd.weight * loss_kd, logs
         logs["kd_gamma"] = gamma
-        return gamma * loss_backbone + (1.0 - gamma) * loss_kd, logs
+        return gamma.float() * loss_backbone + (1.0 - gamma).float() * loss_kd, logs
 
-    def teacher_step(self, batch: Batch) -> float:
+    def teacher_step(self, batch: Batch) -> torch.Tensor:
         """One DBPR (or BPR) step of the teacher on the batch."""
         weights = None
         if self.teacher_uses_dbpr:
@@ -201,8 +201,9 @@ class GuiderObjective(Objective):
             self.kd.tol,
         )
 
-    def _backbone_share(self, loss_backbone: torch.Tensor, loss_kd: torch.Tensor) -> float | None:
-        """Min-norm weight of the backbone task (kd.balance mgda), None for fixed weights."""
+    def _backbone_share(self, loss_backbone: torch.Tensor, loss_kd: torch.Tensor) -> torch.Tensor | None:
+        """Min-norm weight of the backbone task (kd.balance mgda; float64 on the device), None
+        for fixed weights."""
         if self.kd.balance != "mgda":
             return None
         params = [p for p in self.model.parameters() if p.requires_grad]

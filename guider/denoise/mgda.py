@@ -22,11 +22,12 @@ def flat_gradient(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> torch.T
     return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads)])
 
 
-def min_norm_two(g1: torch.Tensor, g2: torch.Tensor, released_bounds: bool = False) -> float:
-    """Weight gamma of the first task in the min-norm convex combination of g1 and g2."""
-    d11, d12, d22 = float(g1 @ g1), float(g1 @ g2), float(g2 @ g2)
-    if d12 >= d11:  # g1 is the min-norm point
-        return 0.999 if released_bounds else 1.0
-    if d12 >= d22:  # g2 is the min-norm point
-        return 0.001 if released_bounds else 0.0
-    return (d22 - d12) / (d11 + d22 - 2.0 * d12)
+def min_norm_two(g1: torch.Tensor, g2: torch.Tensor, released_bounds: bool = False) -> torch.Tensor:
+    """Weight gamma of the first task in the min-norm convex combination of g1 and g2: a
+    0-dim float64 tensor on their device (no host read; the same float64 arithmetic as on
+    Python floats of the three dot products)."""
+    d11, d12, d22 = torch.stack([g1 @ g1, g1 @ g2, g2 @ g2]).double()
+    first, second = (0.999, 0.001) if released_bounds else (1.0, 0.0)
+    inside = (d22 - d12) / (d11 + d22 - 2.0 * d12)
+    gamma = torch.where(d12 >= d22, torch.full_like(inside, second), inside)  # g2 is the min-norm point
+    return torch.where(d12 >= d11, torch.full_like(inside, first), gamma)  # g1 is (checked first, as before)

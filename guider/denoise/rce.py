@@ -51,4 +51,4 @@ class ReweightedLoss(Objective):
         emb = self.model.propagate()
         weights = self.weights(emb, batch)
         loss = self.model.loss(batch.users, batch.pos, batch.neg, emb=emb, weights=weights)
-        return loss, {"rce_mean_weight": float(weights.mean())}
+        return loss, {"rce_mean_weight": weights.mean().detach()}

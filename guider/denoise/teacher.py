@@ -90,12 +90,13 @@ class Teacher:
         self.generator.manual_seed(mixed_seed(self.seed, 1, epoch))
         self.model.on_epoch_start(epoch, self.generator)
 
-    def step(self, loss: torch.Tensor) -> float:
-        """One optimiser step on `loss` (computed from this teacher's parameters)."""
+    def step(self, loss: torch.Tensor) -> torch.Tensor:
+        """One optimiser step on `loss` (computed from this teacher's parameters); returns the
+        detached loss, left on the device."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return float(loss.detach())
+        return loss.detach()
 
     @torch.no_grad()
     def embeddings(self) -> Embeddings:

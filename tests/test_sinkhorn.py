@@ -1,0 +1,56 @@
+"""guider/denoise/sinkhorn.py against POT's ot.batch.solve_batch (the reference it re-expresses)."""
+
+import ot
+import pytest
+import torch
+
+from guider.denoise.distill import cosine_cost
+from guider.denoise.sinkhorn import sinkhorn_batch
+
+
+def problem(seed: int, n_users: int = 16, k: int = 12, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.softmax(torch.randn(n_users, k, generator=gen, dtype=dtype) * 2, -1)
+    b = torch.softmax(torch.randn(n_users, k, generator=gen, dtype=dtype) * 2, -1)
+    cost = cosine_cost(torch.randn(n_users, k, 6, generator=gen, dtype=dtype))
+    return cost, a, b
+
+
+def pot(cost, a, b, reg, max_iter, tol, method):
+    res = ot.solve_batch(cost, reg=reg, a=a, b=b, max_iter=max_iter, tol=tol, method=method, grad="detach")
+    return res.value, res.potentials[0], res.log["n_iter"]
+
+
+@pytest.mark.parametrize("log_domain", [False, True])
+@pytest.mark.parametrize(
+    ("reg", "tol", "max_iter", "pot_stops_at"),
+    [(0.05, 1e-5, 30, 29), (0.05, 0.0, 30, 29), (0.05, 1e-3, 200, None), (0.05, 1e-12, 7, 6), (0.05, 0.1, 30, 20),
+     (0.2, 0.01, 30, 10), (0.2, 1e-3, 30, 20)],
+)  # fmt: skip
+def test_same_scalings_and_values_as_pot(log_domain, reg, tol, max_iter, pot_stops_at):
+    """Element for element POT's result, where POT stops early (after iteration 10 or 20:
+    the frozen scalings are exercised) and where it runs every iteration."""
+    cost, a, b = problem(seed=3)
+    method = "log_sinkhorn" if log_domain else "sinkhorn"
+    value_ref, scaling_ref, n_iter = pot(cost, a, b, reg, max_iter, tol, method)
+    if pot_stops_at is not None:
+        assert n_iter == pot_stops_at
+    value, scaling = sinkhorn_batch(cost, a, b, reg, max_iter, tol, log_domain=log_domain)
+    torch.testing.assert_close(scaling, scaling_ref, rtol=0, atol=0)
+    torch.testing.assert_close(value, value_ref, rtol=1e-6, atol=1e-7)
+
+
+def test_an_early_stop_is_not_the_full_run():
+    """The tolerance matters: stopped at iteration 10 the scalings differ from 30 iterations."""
+    cost, a, b = problem(seed=3)
+    early = sinkhorn_batch(cost, a, b, 0.2, 30, 0.01, log_domain=False)[1]
+    full = sinkhorn_batch(cost, a, b, 0.2, 30, 0.0, log_domain=False)[1]
+    assert not torch.equal(early, full)
+
+
+def test_float64_converged_value_matches_pot_per_user_solver():
+    cost, a, b = problem(seed=9, n_users=4, dtype=torch.float64)
+    value, _ = sinkhorn_batch(cost, a, b, 0.1, 5000, 1e-13, log_domain=False)
+    for u in range(4):
+        reference = ot.solve(cost[u], a=a[u], b=b[u], reg=0.1, reg_type="entropy", max_iter=20000, tol=1e-13).value
+        assert float(value[u]) == pytest.approx(float(reference), abs=1e-9)
