@@ -273,7 +273,7 @@ def main(argv=None) -> int:
     if not args.table_only:
         data = ensure_data(args)
         run_all(args, data, backbones, methods, seeds)
-    guided = [m for m in methods if m in COMPARED or args.extra_methods.get(m, ("",))[0] in COMPARED]
+    guided = [m for m in methods if base_method(args, m) in COMPARED]
     text = table(collect(args.out, backbones, methods, seeds), backbones, methods, seeds, guided)
     write_text(args.out / "table.md", text)
     print(text)

@@ -32,12 +32,13 @@ def sinkhorn_batch(
     """(value [B], source scaling [B, n]: u in the plain domain, log u in the log domain) of
     min <T, M> + reg sum T log T, T 1 = a, T^T 1 = b, for cost M [B, n, m] (all detached)."""
     kernel = -cost / reg if log_domain else torch.exp(-cost / reg)  # [B, n, m]
+    targets = (torch.log(a), torch.log(b)) if log_domain else (a, b)  # the log domain's, taken once as POT does
     step = _log_step if log_domain else _plain_step
     f = torch.zeros_like(a) if log_domain else torch.ones_like(a)  # [B, n]
     g = torch.zeros_like(b) if log_domain else torch.ones_like(b)  # [B, m]
     done = torch.zeros((), dtype=torch.bool, device=cost.device)
     for n_iter in range(max_iter):
-        new_f, new_g = step(kernel, a, b, f, g)
+        new_f, new_g = step(kernel, *targets, f, g)
         if tol > 0:
             f, g = torch.where(done, f, new_f), torch.where(done, g, new_g)
             if n_iter % 10 == 0:
@@ -54,9 +55,9 @@ def _plain_step(kernel, a, b, f, g):
     return f, b / (kernel * f[:, :, None]).sum(dim=1)
 
 
-def _log_step(kernel, a, b, u, v):
-    u = torch.log(a) - torch.logsumexp(kernel + v[:, None, :], dim=2)
-    return u, torch.log(b) - torch.logsumexp(kernel + u[:, :, None], dim=1)
+def _log_step(kernel, log_a, log_b, u, v):
+    u = log_a - torch.logsumexp(kernel + v[:, None, :], dim=2)
+    return u, log_b - torch.logsumexp(kernel + u[:, :, None], dim=1)
 
 
 def _plan(kernel: torch.Tensor, f: torch.Tensor, g: torch.Tensor, log_domain: bool) -> torch.Tensor:

@@ -21,6 +21,9 @@ def _backbones() -> dict[str, str]:
     return {name: get_class(name).display_name or name for name in registered()}
 
 
+DENOISERS = ("tce", "rce", "damrs")  # the denoising baselines GUIDER is compared with (baselines table)
+
+
 def display_name(method: str) -> str:
     return _methods().get(method, method)
 

@@ -20,7 +20,14 @@ import numpy as np
 import pandas as pd
 
 from guider.report import stats
-from guider.report.labels import backbone_name, backbone_order, dataset_order, display_name, method_order
+from guider.report.labels import (
+    DENOISERS,
+    backbone_name,
+    backbone_order,
+    dataset_order,
+    display_name,
+    method_order,
+)
 from guider.report.runs import BASE_DATA
 
 SEED_MARK = "*"
@@ -202,9 +209,6 @@ def ablation_table(runs: pd.DataFrame, metrics: list[str], methods: list[str] | 
         _bold_best(block)
         table.rows += block
     return table
-
-
-DENOISERS = ("tce", "rce", "damrs")  # the denoising baselines GUIDER is compared with
 
 
 def baselines_table(

@@ -33,6 +33,7 @@ except ImportError:
     sys.path.insert(0, str(Path(workflow.basedir)))
 from guider import workflow_config
 from guider.objective import available_objectives
+from guider.report.labels import DENOISERS
 
 # --- config --------------------------------------------------------------------------
 # The paper reproduction is the default; `--configfile FILE` replaces it (a `configfile:`
@@ -310,7 +311,7 @@ def has_ablation() -> bool:
 
 def has_baselines() -> bool:
     """Whether some run on the base data uses a denoising baseline (T-CE, R-CE, DA-MRS)."""
-    return any(data == "base" and method in ("tce", "rce", "damrs") for _, data, _, method in STUDY_KEYS)
+    return any(data == "base" and method in DENOISERS for _, data, _, method in STUDY_KEYS)
 
 
 def has_noise_study() -> bool:
