@@ -42,3 +42,38 @@ def test_bench_guider_times_plain_and_paper(folder, capsys, monkeypatch):
     )
     out = capsys.readouterr().out
     assert "max ratio" in out and "\nbpr " in out
+
+
+@pytest.mark.slow
+def test_bench_epoch_steps_extrapolates_a_partial_epoch(folder, capsys, monkeypatch):
+    bench = script("bench_epoch", monkeypatch)
+    bench.main(["--data", str(folder), "--epochs", "1", "--steps", "1", "--backbones", "bpr", "--threads", "1"])
+    row = capsys.readouterr().out.splitlines()[2].split()
+    assert row[0] == "bpr" and float(row[1]) > 0 and row[-1] == "True"
+
+
+def test_mmrec_graph_files_match_a_naive_count(tmp_path, monkeypatch):
+    """bench_vs_mmrec's fixtures for MMRec's loaders: each user's co-occurring users with their
+    shared-item counts (most shared first, ties to the lower id), each item's top-2 items
+    sharing >= 2 users (an edge set: their order does not matter to MMRec), in MMRec's {id: [neighbours, weights]} pickled-dict format."""
+    import numpy as np
+
+    from guider.data import TRAIN
+
+    ds = make_dataset()
+    train = ds.matrix(TRAIN)
+    script("bench_vs_mmrec", monkeypatch).write_graph_files(tmp_path, train)
+    users = np.load(tmp_path / "user_graph_dict.npy", allow_pickle=True).item()  # our own test fixture
+    items = np.load(tmp_path / "item_graph_dict_2.npy", allow_pickle=True).item()
+    dense = train.toarray().astype(int)
+    shared = dense @ dense.T
+    for u in range(ds.n_users):
+        others = [(-int(shared[u, v]), v) for v in range(ds.n_users) if v != u and shared[u, v] > 0]
+        expected = sorted(others)[:200]
+        assert users[u] == [[v for _, v in expected], [float(-c) for c, _ in expected]]
+    co = dense.T @ dense
+    for i in range(ds.n_items):
+        others = sorted((-int(co[i, j]), j) for j in range(ds.n_items) if j != i and co[i, j] > 0)[:2]
+        strong = [j for c, j in others if -c >= 2]
+        neighbours, weights = items.get(i, [[], []])
+        assert sorted(neighbours) == sorted(strong) and weights == [1] * len(strong)  # MMRec reads them as edges
