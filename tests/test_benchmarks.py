@@ -55,7 +55,8 @@ def test_bench_epoch_steps_extrapolates_a_partial_epoch(folder, capsys, monkeypa
 def test_mmrec_graph_files_match_a_naive_count(tmp_path, monkeypatch):
     """bench_vs_mmrec's fixtures for MMRec's loaders: each user's co-occurring users with their
     shared-item counts (most shared first, ties to the lower id), each item's top-2 items
-    sharing >= 2 users (an edge set: their order does not matter to MMRec), in MMRec's {id: [neighbours, weights]} pickled-dict format."""
+    sharing >= 2 users (an edge set: their order does not matter to MMRec), in MMRec's
+    {id: [neighbours, weights]} pickled-dict format."""
     import numpy as np
 
     from guider.data import TRAIN
