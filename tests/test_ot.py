@@ -182,3 +182,24 @@ def test_candidates_hold_pos_neg_teacher_top_and_random_fill():
 def test_candidates_reject_too_few_slots():
     with pytest.raises(ValueError, match="kd.candidates"):
         build_candidates(torch.randn(2, 10), torch.tensor([0, 1]), torch.tensor([2, 3]), 1, 0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_candidate_top_block_equals_masked_copy_topk_in_order(seed):
+    """The top block equals, item for item and in order, the top-k of a copy of the scores
+    with pos and neg masked to -inf (the former implementation), also when pos and neg are
+    the teacher's favourites, when pos == neg, and when the block takes every other item."""
+    gen = torch.Generator().manual_seed(seed)
+    n_items = 12
+    scores = torch.randn(40, n_items, generator=gen)
+    pos, neg = torch.randint(n_items, (40,), generator=gen), torch.randint(n_items, (40,), generator=gen)
+    neg[:5] = pos[:5]
+    rows = torch.arange(40)
+    scores[rows[5:15], pos[5:15]] = 50.0
+    scores[rows[10:20], neg[10:20]] = 60.0
+    for n_top in (0, 1, 4, n_items - 2):
+        cands = build_candidates(scores, pos, neg, n_candidates=n_items, n_top=n_top, generator=gen)
+        masked = scores.clone()
+        masked[rows, pos] = float("-inf")
+        masked[rows, neg] = float("-inf")
+        assert torch.equal(cands[:, 2 : 2 + n_top], masked.topk(n_top, dim=1).indices)

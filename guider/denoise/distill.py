@@ -148,11 +148,20 @@ def build_candidates(
     n_top = min(n_top, n_candidates - 2, n_items - 2)
     if n_candidates < 2 or n_top < 0:
         raise ValueError(f"kd.candidates must be >= 2 (got {n_candidates}) and kd.teacher_top >= 0")
-    scores = teacher_scores.detach().clone()  # [U, n_items]
-    rows = torch.arange(n_users, device=scores.device)
-    scores[rows, pos] = float("-inf")
-    scores[rows, neg] = float("-inf")
-    top = scores.topk(n_top, dim=1).indices  # [U, n_top]
+    top = _top_excluding(teacher_scores.detach(), pos, neg, n_top)  # [U, n_top]
     n_random = n_candidates - 2 - n_top
-    rand = torch.randint(n_items, (n_users, n_random), generator=generator, device="cpu").to(scores.device)
+    rand = torch.randint(n_items, (n_users, n_random), generator=generator, device="cpu").to(teacher_scores.device)
     return torch.cat([pos[:, None], neg[:, None], top, rand], dim=1)  # [U, K]
+
+
+def _top_excluding(scores: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, n_top: int) -> torch.Tensor:
+    """[U, n_top] each row's highest-scoring items other than its pos and neg, best first.
+
+    The top n_top + 2 of the unmasked scores hold them (pos and neg take at most two places);
+    a stable sort moves pos/neg hits behind the rest. The same items as masking pos and neg
+    to -inf in a copy of the [U, n_items] scores and taking the top n_top (tests/test_ot.py),
+    without that copy."""
+    top = scores.topk(n_top + 2, dim=1).indices  # [U, n_top + 2]
+    excluded = (top == pos[:, None]) | (top == neg[:, None])
+    order = torch.sort(excluded.to(torch.uint8), dim=1, stable=True).indices[:, :n_top]
+    return top.gather(1, order)
