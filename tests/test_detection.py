@@ -28,11 +28,13 @@ def test_shape_mismatch_is_an_error():
         precision_recall_f1(np.zeros(3, bool), np.zeros(4, bool))
 
 
-def test_misaligned_items_unites_generator_and_modality_noise_records():
+def test_misaligned_items_unites_generator_and_modality_noise_record():
     ds = make_dataset()
     assert misaligned_items(ds) is None
-    ds.meta = {"misaligned_items": [4, 1], "modality_noise": {"image": {"items": [1, 7]}, "text": {"items": [9]}}}
+    ds.meta = {"misaligned_items": [4, 1], "noise": {"kind": "modality", "items": [1, 7, 9]}}
     assert misaligned_items(ds).tolist() == [1, 4, 7, 9]
+    ds.meta = {"misaligned_items": [4, 1], "noise": {"kind": "add", "items": [7]}}  # not a modality copy
+    assert misaligned_items(ds).tolist() == [1, 4]
 
 
 def naive_auc(scores, truth):

@@ -45,7 +45,7 @@ def test_counts_labels_and_train_only(mode):
     old = out.inter.iloc[: len(ds.inter)]
     assert (old["is_noise"] == 0).all()
     pd.testing.assert_frame_equal(old.drop(columns="is_noise"), ds.inter)
-    assert out.meta["noise"] == {"ratio": 0.3, "mode": mode, "seed": 1, "n_noise": len(new)}
+    assert out.meta["noise"] == {"kind": "add", "ratio": 0.3, "mode": mode, "seed": 1, "n_noise": len(new)}
     assert out.meta["source"] == "test" and "noise" not in ds.meta  # the input is untouched
     assert "is_noise" not in ds.inter.columns
 
@@ -129,7 +129,8 @@ def test_bad_arguments(ratio, mode, match):
 def test_corrupt_modality_swaps_recorded_rows(modality, key):
     ds = make_dataset(with_features=True)
     out = corrupt_modality(ds, 0.25, modality, seed=3)
-    record = out.meta["modality_noise"][modality]
+    record = out.meta["noise"]
+    assert (record["kind"], record["modality"], record["ratio"], record["seed"]) == ("modality", modality, 0.25, 3)
     items, donors = np.array(record["items"]), np.array(record["donors"])
     assert len(items) == round(0.25 * ds.n_items) == len(np.unique(items))
     assert (items != donors).all()
@@ -139,15 +140,16 @@ def test_corrupt_modality_swaps_recorded_rows(modality, key):
     np.testing.assert_array_equal(after[untouched], before[untouched])
     other = "image_feat" if key == "text_feat" else "text_feat"
     assert getattr(out, other) is getattr(ds, other)
-    assert "modality_noise" not in ds.meta and not np.shares_memory(before, after)
+    assert "noise" not in ds.meta and not np.shares_memory(before, after)
 
 
-def test_corrupt_modality_is_seeded_and_accumulates():
+def test_corrupt_modality_is_seeded_and_refuses_a_second_swap():
     ds = make_dataset(with_features=True)
     a = corrupt_modality(ds, 0.1, "text", seed=1)
     assert a.meta == corrupt_modality(ds, 0.1, "text", seed=1).meta
-    both = corrupt_modality(a, 0.1, "image", seed=2)
-    assert set(both.meta["modality_noise"]) == {"text", "image"}
+    assert a.meta["noise"]["items"] != corrupt_modality(ds, 0.1, "text", seed=2).meta["noise"]["items"]
+    with pytest.raises(ValueError, match="already a modality-noise copy"):
+        corrupt_modality(a, 0.1, "image", seed=2)
 
 
 def test_corrupt_modality_errors():

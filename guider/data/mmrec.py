@@ -57,14 +57,17 @@ def load_dataset(folder: str | Path, *, drop_cold_eval: bool = True) -> Dataset:
     return Dataset(name, n_users, n_items, inter.reset_index(drop=True), meta=meta, **feats)
 
 
-def save_dataset(ds: Dataset, folder: str | Path) -> Path:
-    """Write `ds` as an MMRec-compatible folder, atomically (a temp folder renamed at the end)."""
+def save_dataset(ds: Dataset, folder: str | Path, extra_tables: dict[str, pd.DataFrame] | None = None) -> Path:
+    """Write `ds` as an MMRec-compatible folder, atomically (a temp folder renamed at the end);
+    each of `extra_tables` becomes `<name>.tsv` beside it (a noisy copy's deleted rows)."""
     folder = Path(folder)
     check_name(ds.name, f"writing {folder}")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         ds.inter.to_csv(tmp / f"{ds.name}.inter", sep="\t", index=False)
+        for table_name, table in (extra_tables or {}).items():
+            table.to_csv(tmp / f"{check_name(table_name, 'extra table')}.tsv", sep="\t", index=False)
         for key, fname in FEATURE_FILES.items():
             feat = getattr(ds, key)
             if feat is not None:

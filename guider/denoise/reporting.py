@@ -47,11 +47,12 @@ def save_amsc(path: Path, inputs: ModelInputs, cal: Calibration, confidence: tor
 
 def misaligned_items(dataset: Dataset) -> np.ndarray | None:
     """Items with misaligned modal content, or None when the dataset records none: the
-    synthetic generator's meta['misaligned_items'] and the items of meta['modality_noise']
-    (noise.corrupt_modality), united."""
+    synthetic generator's meta['misaligned_items'] and, in a `modality` noisy copy, the
+    swapped items of meta['noise'] (noise.corrupt_modality), united."""
     meta = dataset.meta or {}
+    noise = meta.get("noise") or {}
     lists = [meta["misaligned_items"]] if meta.get("misaligned_items") is not None else []
-    lists += [rec.get("items", []) for rec in (meta.get("modality_noise") or {}).values()]
+    lists += [noise.get("items", [])] if noise.get("kind") == "modality" else []
     if not lists:
         return None
     return np.unique(np.concatenate([np.asarray(x, dtype=np.int64).reshape(-1) for x in lists]))
@@ -65,8 +66,9 @@ def detection_report(
     confidence: torch.Tensor | None,
     extra: dict[str, Any],
 ) -> dict[str, Any]:
-    """denoise.json: the false set scored against `is_noise` and against the interactions
-    with misaligned items, where the dataset records them (null otherwise)."""
+    """denoise.json: the false set scored against `is_noise`, against the interactions with
+    misaligned items, and against the labels of the copy's noise kind (`noise_kind`), where
+    the dataset records them (null otherwise)."""
     predicted = false_mask.cpu().numpy().astype(bool)
     report: dict[str, Any] = {
         **extra,
@@ -79,8 +81,27 @@ def detection_report(
         raise ValueError(f"{dataset.name}: {len(labels)} is_noise labels for {len(predicted)} train rows")
     report["injected_noise"] = None if labels is None else precision_recall_f1(predicted, labels)
     report["misaligned_items"] = _misaligned_report(dataset, inputs, predicted, confidence)
+    report["noise_kind"] = _kind_report(dataset, inputs, predicted, labels)
     write_json(path, report)
     return report
+
+
+def _kind_report(dataset, inputs, predicted: np.ndarray, labels: np.ndarray | None) -> dict[str, Any] | None:
+    """The false set against the labels of the noise kind that made this copy (dataset.json
+    `noise.kind`, guider data noise): the labelled rows for add and natural, the interactions
+    of the swapped items for modality; None for delete (nothing false was added) and for data
+    that is not a noisy copy."""
+    noise = (dataset.meta or {}).get("noise") or {}
+    kind = noise.get("kind", "add" if "ratio" in noise else None)  # copies made before kinds existed: add
+    if kind in ("add", "natural") and labels is not None:
+        truth = labels
+    elif kind == "modality":
+        flagged = np.zeros(inputs.n_items, dtype=bool)
+        flagged[np.asarray(noise.get("items", []), dtype=np.int64)] = True
+        truth = flagged[np.asarray(inputs.train_items)]
+    else:
+        return None
+    return {"kind": kind, **precision_recall_f1(predicted, truth)}
 
 
 def _misaligned_report(dataset, inputs, predicted, confidence) -> dict[str, Any] | None:
