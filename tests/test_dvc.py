@@ -85,13 +85,15 @@ def test_outs_cover_every_workflow_output_of_the_paper_config():
 
 def test_plots_and_default_remote():
     plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
-    assert {"results/figures/noise.png", "results/figures/curves.png"} <= set(plots)
-    config = configparser.ConfigParser()
-    config.read(ROOT / ".dvc" / "config")
-    remote = config["core"]["remote"]
-    url = config[f"'remote \"{remote}\"'"]["url"]
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    noise_figures = {f"results/figures/noise_{k}.png" for k in config["noise"]["kinds"] if k != "natural"}
+    assert noise_figures | {"results/figures/curves.png", "results/figures/detection.png"} <= set(plots)
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / ".dvc" / "config")
+    remote = cfg["core"]["remote"]
+    url = cfg[f"'remote \"{remote}\"'"]["url"]
     assert not url.startswith(("s3:", "http", "gs:", "azure:"))  # works out of the box: a local directory
-    assert config["core"]["analytics"] == "false"
+    assert cfg["core"]["analytics"] == "false"
 
 
 # --- round trip ----------------------------------------------------------------------

@@ -23,7 +23,7 @@ from guider.cli import main as cli_main
 from guider.objective import available_objectives
 from guider.report import figures, render, stats, summary, tables
 from guider.report.labels import backbone_name, backbone_order, display_name, method_order
-from guider.report.runs import collect_curves, collect_runs, data_name, noise_ratio, parse_run_path, read_run
+from guider.report.runs import collect_curves, collect_runs, data_name, noise_of, parse_run_path, read_run
 
 METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
 BUMP = np.random.default_rng(7).uniform(-0.004, 0.012, size=40)  # per-user GUIDER effect in the fabricated study
@@ -85,8 +85,12 @@ def study(tmp_path):
     return make_study(tmp_path)
 
 
+NOISE_LEVELS = [("add", 0.1), ("add", 0.3), ("modality", 0.2), ("delete", 0.2)]  # the fixture's noisy copies
+
+
 def make_study(tmp_path: Path):
-    """2 datasets x 2 backbones x {none, paper} x 3 seeds on base data, ablations on 'baby', a noise study.
+    """2 datasets x 2 backbones x {none, paper} x 3 seeds on base data, ablations on 'baby', a noise study
+    on 'baby' (NOISE_LEVELS: add, modality and delete copies).
 
     recall@20 of (dataset, backbone, method, seed) = BASE[dataset, backbone] * (1 + LIFT[method]) + 0.001 * seed;
     per-user values: 40 users, user u gets recall@20 + 0.002 * (u - 19.5) (+ BUMP[u] for GUIDER, BUMP random, tie-free).
@@ -106,27 +110,31 @@ def make_study(tmp_path: Path):
             paths.append(
                 write_run(tmp_path / "runs", dataset, "base", backbone, method, seed, metric_values(r20), per_user)
             )
-    for ratio, backbone, method, seed in itertools.product(
-        [0.1, 0.3], ["bpr", "lightgcn"], ["none", "paper"], range(3)
+    for (kind, ratio), backbone, method, seed in itertools.product(
+        NOISE_LEVELS, ["bpr", "lightgcn"], ["none", "paper"], range(3)
     ):
         r20 = base[("baby", backbone)] * (1 - ratio) * (1 + lift[method]) + 0.001 * seed
+        labelled = {"kind": kind, "precision": 0.3 + ratio, "recall": 0.5 - ratio / 2 + 0.01 * seed, "base_rate": ratio}
         detect = (
             {
                 "detector": "amsc",
                 "false_ratio": 0.12,
-                "injected_noise": {
-                    "precision": 0.3 + ratio,
-                    "recall": 0.5 - ratio / 2 + 0.01 * seed,
-                    "f1": 0.4,
-                    "lift": None,
-                },
+                "injected_noise": {**labelled, "f1": 0.4, "lift": None} if kind == "add" else None,
+                "noise_kind": None if kind == "delete" else labelled,
             }
             if method == "paper"
             else None
         )
         paths.append(
             write_run(
-                tmp_path / "runs", "baby", data_name(ratio), backbone, method, seed, metric_values(r20), detect=detect
+                tmp_path / "runs",
+                "baby",
+                data_name(ratio, kind),
+                backbone,
+                method,
+                seed,
+                metric_values(r20),
+                detect=detect,
             )
         )
     return collect_runs(paths), paths
@@ -134,22 +142,30 @@ def make_study(tmp_path: Path):
 
 # --- runs ----------------------------------------------------------------------------
 def test_parse_run_path_and_noise_names():
-    key = parse_run_path("results/runs/baby/noise0.2/lightgcn/paper/seed3/metrics.json")
-    assert (key.dataset, key.data, key.backbone, key.method, key.seed, key.noise_ratio) == (
+    key = parse_run_path("results/runs/baby/add0.2/lightgcn/paper/seed3/metrics.json")
+    assert (key.dataset, key.data, key.backbone, key.method, key.seed, key.noise_kind, key.noise_ratio) == (
         "baby",
-        "noise0.2",
+        "add0.2",
         "lightgcn",
         "paper",
         3,
+        "add",
         0.2,
     )
-    assert noise_ratio("base") == 0.0 and data_name(0.0) == "base"
+    assert noise_of("base") == ("none", 0.0) and data_name(0.0) == "base" and data_name(0.0, "delete") == "base"
+    assert noise_of("modality0.4") == ("modality", 0.4) and data_name(0.4, "modality") == "modality0.4"
+    kind, ratio = noise_of("natural")
+    assert kind == "natural" and math.isnan(ratio) and data_name(float("nan"), "natural") == "natural"
     for ratio in (0.1, 0.2, 0.3, 0.5, 1.0):
-        assert noise_ratio(data_name(ratio)) == ratio
+        for kind in ("add", "delete", "modality"):
+            assert noise_of(data_name(ratio, kind)) == (kind, ratio)
     with pytest.raises(ValueError, match="seed<k>"):
         parse_run_path("runs/baby/base/bpr/none/run3/metrics.json")
-    with pytest.raises(ValueError, match="noise<ratio>"):
-        parse_run_path("runs/baby/dirty/bpr/none/seed0/metrics.json")
+    for bad in ("dirty", "noise0.2", "add", "flip0.1"):  # noise0.2: the name before kinds existed
+        with pytest.raises(ValueError, match=r"<add\|delete\|modality><ratio>"):
+            parse_run_path(f"runs/baby/{bad}/bpr/none/seed0/metrics.json")
+    with pytest.raises(ValueError, match="unknown noise kind 'flip'"):
+        data_name(0.2, "flip")
     with pytest.raises(ValueError, match="expected"):
         parse_run_path("bpr/none/seed0/metrics.json")
 
@@ -187,7 +203,7 @@ def test_legacy_runs_with_variant_and_denoise_still_collect(tmp_path):
 
 def test_collect_runs_one_row_per_run(study):
     runs, paths = study
-    assert len(runs) == len(paths) == 4 * 2 * 3 + 2 * 2 * 3 + 2 * 2 * 2 * 3
+    assert len(runs) == len(paths) == 4 * 2 * 3 + 2 * 2 * 3 + len(NOISE_LEVELS) * 2 * 2 * 3
     row = runs[
         (runs.dataset == "sports") & (runs.backbone == "lightgcn") & (runs.method == "paper") & (runs.seed == 2)
     ].iloc[0]
@@ -195,12 +211,15 @@ def test_collect_runs_one_row_per_run(study):
     assert row["valid.recall@20"] == pytest.approx((0.08 * 1.1 + 0.002) * 1.1)
     assert (row["method"], row["data"], row["noise_ratio"]) == ("paper", "base", 0.0)
     assert "variant" not in runs.columns and "denoise" not in runs.columns  # one name: method
-    noisy = runs[(runs.data == "noise0.3") & (runs.method == "paper") & (runs.seed == 1)].iloc[0]
-    assert noisy["noise_ratio"] == 0.3 and noisy["detect.injected_noise.recall"] == pytest.approx(0.5 - 0.15 + 0.01)
+    noisy = runs[(runs.data == "add0.3") & (runs.method == "paper") & (runs.seed == 1)].iloc[0]
+    assert (noisy["noise_kind"], noisy["noise_ratio"]) == ("add", 0.3)
+    assert noisy["detect.injected_noise.recall"] == pytest.approx(0.5 - 0.15 + 0.01)
+    assert noisy["detect.noise_kind.recall"] == pytest.approx(0.5 - 0.15 + 0.01)
     assert (
         noisy["detect.false_ratio"] == 0.12 and "detect.injected_noise.lift" not in runs.columns
     )  # None: not a number
-    assert math.isnan(runs[(runs.data == "noise0.3") & (runs.method == "none")].iloc[0]["detect.injected_noise.recall"])
+    assert math.isnan(runs[(runs.data == "add0.3") & (runs.method == "none")].iloc[0]["detect.injected_noise.recall"])
+    assert set(runs.loc[runs.data == "base", "noise_kind"]) == {"none"}
 
 
 def test_collect_runs_rejects_inconsistent_or_missing_runs(tmp_path):
@@ -425,18 +444,38 @@ def test_headline_metrics_and_noise_curve(study):
     assert head["n_runs"] == len(runs) and head["n_seeds"] == 3
     assert head["base"]["sports"]["bpr"]["paper"]["recall@20"] == pytest.approx(0.066 + 0.001)
     curve = summary.noise_curve(runs, "recall@20")
-    lg = curve[(curve.backbone == "lightgcn") & (curve.method == "paper")].set_index("noise_ratio")
+    assert list(curve.columns) == summary.CURVE_COLUMNS and set(curve.dataset) == {"baby"}
+    lg = curve[(curve.backbone == "lightgcn") & (curve.method == "paper") & (curve.noise_kind == "add")]
+    lg = lg.set_index("noise_ratio")
     assert list(lg.index) == [0.0, 0.1, 0.3]
     assert lg.loc[0.3, "mean"] == pytest.approx(0.07 * 0.7 * 1.1 + 0.001) and lg.loc[0.3, "std"] == pytest.approx(0.001)
     assert lg.loc[0.0, "mean"] == pytest.approx(0.077 + 0.001) and set(curve.method) == {"none", "paper"}
+    assert lg.loc[0.0, "drop"] == 0.0
+    assert lg.loc[0.3, "drop"] == pytest.approx((0.07 * 0.7 * 1.1 + 0.001) / (0.077 + 0.001) - 1)
+    delete = curve[(curve.backbone == "bpr") & (curve.method == "none") & (curve.noise_kind == "delete")]
+    assert delete["noise_ratio"].tolist() == [0.0, 0.2] and delete["n"].tolist() == [3, 3]
+    assert set(curve.noise_kind) == {"add", "modality", "delete"}
 
 
-@pytest.mark.parametrize("kind", ["comparison", "noise", "ablation", "curves", "detection"])
+def test_robustness_table_lists_each_kind_and_ratio_with_its_drop(study, tmp_path):
+    runs, _ = study
+    table = tables.robustness_table(runs, "recall@20")
+    assert table.groups == ["add 0.1", "add 0.3", "delete 0.2", "modality 0.2"]  # RATIO_KINDS order
+    rows = {(row.block, row.label): row.cells for row in table.rows}
+    assert set(rows) == {(f"Baby · {b}", m) for b in ("BPR", "LightGCN") for m in ("plain", "GUIDER")}
+    clean, noisy = 0.077 + 0.001, 0.07 * 0.7 * 1.1 + 0.001
+    assert rows[("Baby · LightGCN", "GUIDER")][1] == f"{noisy:.4f} ({noisy / clean - 1:+.1%})"
+    with pytest.raises(ValueError, match="no noise-study runs"):
+        tables.robustness_table(runs[runs.data == "base"], "recall@20")
+
+
+@pytest.mark.parametrize("kind", ["comparison", "noise", "noise_delete", "ablation", "curves", "detection"])
 def test_every_figure_is_written_as_pdf_and_png(study, tmp_path, kind):
     runs, _ = study
     draw = {
         "comparison": lambda: figures.comparison_bars(runs, "recall@20"),
         "noise": lambda: figures.noise_curves(runs, "recall@20"),
+        "noise_delete": lambda: figures.noise_curves(runs, "recall@20", "delete"),
         "ablation": lambda: figures.ablation_bars(runs, "recall@20"),
         "curves": lambda: figures.training_curves(collect_curves(runs), "recall@20"),
         "detection": lambda: figures.detection_quality(runs),
@@ -460,8 +499,10 @@ def test_every_method_gets_its_own_colour():
 def test_figures_refuse_missing_studies(study):
     runs, _ = study
     base_only = runs[runs.data == "base"]
-    with pytest.raises(ValueError, match="injected-noise runs"):
+    with pytest.raises(ValueError, match="'add' noise runs"):
         figures.noise_curves(base_only, "recall@20")
+    with pytest.raises(ValueError, match="'natural' has no ratio axis"):
+        figures.noise_curves(runs, "recall@20", "natural")
     with pytest.raises(ValueError, match="no AMSC detection"):
         figures.detection_quality(base_only)
     with pytest.raises(ValueError, match="no ablation runs"):
@@ -492,6 +533,12 @@ def test_report_cli_end_to_end(study, tmp_path):
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == len(paths) and (out / "curves.csv").exists()
     assert cli_main(["report", "table", "main", "--runs", str(out / "runs.csv"), "--out", str(out / "main")]) == 0
+    robust = ["report", "table", "robustness", "--runs", str(out / "runs.csv"), "--out", str(out / "robustness")]
+    assert cli_main([*robust, "--metrics", "ndcg@20"]) == 0
+    assert "modality 0.2 n@20" in (out / "robustness.md").read_text().lower() and (out / "robustness.tex").exists()
+    figure = ["report", "figure", "noise", "--runs", str(out / "runs.csv"), "--noise-kind", "modality"]
+    assert cli_main([*figure, "--out", str(out / "noise_modality")]) == 0
+    assert (out / "noise_modality.png").exists()
     assert (
         cli_main(
             [

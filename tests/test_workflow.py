@@ -21,7 +21,7 @@ from guider.report.runs import parse_run_path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.prefix) / "bin"
-CONFIGS = {name: ROOT / "config" / f"{name}.yaml" for name in ("config", "demo", "test")}
+CONFIGS = {name: ROOT / "config" / f"{name}.yaml" for name in ("config", "demo", "test", "noise_small")}
 
 
 def snakemake(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -54,31 +54,42 @@ def job_counts(output: str) -> dict[str, int]:
 DAMRS_BACKBONES = {"bpr", "vbpr", "lightgcn"}
 
 
+RATIO_KINDS = ("add", "delete", "modality")
+
+
+def noise_levels(noise: dict) -> list[str]:
+    """Data folders of the noise study, named by hand: base, <kind><ratio>, natural."""
+    ratios = noise.get("ratios", [0.0, 0.1, 0.2, 0.3, 0.5])
+    kinds = noise.get("kinds", ["add"])
+    levels = {"base" if r == 0 else f"{k}{r:g}" for k in kinds if k in RATIO_KINDS for r in ratios}
+    return sorted(levels | ({"natural"} if "natural" in kinds else set()))
+
+
 def expected_counts(config: dict) -> dict[str, int]:
     """Jobs a config implies, counted by hand from the study definitions."""
     datasets = config["datasets"]
     seeds = config["seeds"]
-    runs = {(d, 0.0, b, m) for d in datasets for b in config["backbones"] for m in config["methods"]}
+    runs = {(d, "base", b, m) for d in datasets for b in config["backbones"] for m in config["methods"]}
     ablation = config.get("ablation", {})
     runs |= {
-        (d, 0.0, b, m)
+        (d, "base", b, m)
         for d in ablation.get("datasets", [])
         for b in ablation.get("backbones", [])
         for m in ablation.get("methods", [])
-        if m != "damrs" or b in DAMRS_BACKBONES  # DA-MRS plugs into three backbones only
     }
     noise = config.get("noise", {})
-    ratios = noise.get("ratios", [0.0, 0.1, 0.2, 0.3, 0.5])
+    levels = noise_levels(noise)
     runs |= {
-        (d, float(r), b, m)
+        (d, x, b, m)
         for d in noise.get("datasets", [])
         for b in noise.get("backbones", [])
         for m in noise.get("methods", ["none", "paper"])
-        for r in ratios
+        for x in levels
     }
+    runs = {r for r in runs if r[3] != "damrs" or r[2] in DAMRS_BACKBONES}  # DA-MRS plugs into three backbones only
     downloads = [d for d, spec in datasets.items() if spec["source"] == "download"]
     synthetic = [d for d, spec in datasets.items() if spec["source"] == "synthetic"]
-    noisy = {(d, r) for d in noise.get("datasets", []) for r in ratios if r > 0}
+    noisy = {(d, x) for d in noise.get("datasets", []) for x in levels if x != "base"}
     counts = {f"download_{d}": 1 for d in downloads}
     counts.update(
         {
@@ -86,19 +97,22 @@ def expected_counts(config: dict) -> dict[str, int]:
             "synthetic": len(synthetic),
             "text_features": len(datasets),
             "image_features": len(datasets),
-            "inject_noise": len(noisy),
+            "noisy_copy": sum(x != "natural" for _, x in noisy),
+            "natural_copy": sum(x == "natural" for _, x in noisy),
             "train": len(runs) * len(seeds),
         }
     )
     has_ablation = any(m not in ("none", "paper") for (_, _, _, m) in runs)
-    figures = 2 + has_ablation + 2 * bool(noisy)  # comparison, curves (+ ablation) (+ noise, detection)
+    noise_figures = {x.rstrip("0123456789.") for _, x in noisy} - {"natural"}  # one per kind with a ratio
+    detection = any(m == "paper" and x != "base" and not x.startswith("delete") for _, x, _, m in runs)
+    figures = 2 + has_ablation + len(noise_figures) + detection  # comparison, curves (+ ablation, noise, detection)
     counts.update({"collect_runs": 1, "main_table": 1, "headline_metrics": 1, "figure": figures, "all": 1})
     if has_ablation:
         counts["ablation_table"] = 1
-    if any(m in ("tce", "rce", "damrs") for (_, ratio, _, m) in runs if ratio == 0.0):
+    if any(m in ("tce", "rce", "damrs") for (_, x, _, m) in runs if x == "base"):
         counts["baselines_table"] = 1
     if noisy:
-        counts["noise_curve"] = 1
+        counts["noise_curve"] = counts["robustness_table"] = 1
     return {rule: n for rule, n in counts.items() if n}
 
 
@@ -126,6 +140,14 @@ def test_tiny_dry_run_job_counts_match_the_config(tiny_dry_run):
     assert job_counts(tiny_dry_run) == expected_counts(yaml.safe_load(CONFIGS["test"].read_text()))
 
 
+def test_noise_study_config_runs_three_kinds_at_three_ratios(tmp_path):
+    result = snakemake("-n", "-p", "--configfile", str(CONFIGS["noise_small"]), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts == expected_counts(yaml.safe_load(CONFIGS["noise_small"].read_text()))
+    assert counts["train"] == 3 * 2 * (1 + 3 * 3) * 3 and counts["noisy_copy"] == 9 and counts["figure"] == 6
+
+
 def test_demo_dry_run_replaces_the_paper_config(tmp_path):
     result = snakemake("-n", "-p", "--configfile", str(CONFIGS["demo"]), cwd=tmp_path)
     text = result.stdout + result.stderr
@@ -136,11 +158,13 @@ def test_demo_dry_run_replaces_the_paper_config(tmp_path):
 
 def test_paper_config_counts_by_hand():
     # 4 datasets x 15 backbones x 2 methods x 5 seeds + 2 x (15 x 7 ablations + 3 x DA-MRS) x 5
-    # + 1 x 15 x 2 x 4 ratios x 5
+    # + noise on Baby: (15 backbones x 4 methods + 3 x DA-MRS) x (3 kinds x 3 ratios > 0 + natural) x 5
     counts = expected_counts(yaml.safe_load(CONFIGS["config"].read_text()))
-    assert counts["train"] == 600 + 1080 + 600
+    assert counts["train"] == 600 + 1080 + (15 * 4 + 3) * (3 * 3 + 1) * 5
     assert [counts[f"download_{d}"] for d in ("baby", "sports", "clothing", "microlens")] == [1, 1, 1, 1]
-    assert counts["prepare"] == counts["text_features"] == counts["image_features"] == counts["inject_noise"] == 4
+    assert counts["prepare"] == counts["text_features"] == counts["image_features"] == 4
+    assert counts["noisy_copy"] == 9 and counts["natural_copy"] == 1
+    assert counts["figure"] == 2 + 1 + 3 + 1  # comparison, curves, ablation, noise_add/delete/modality, detection
 
 
 def test_paper_dry_run_lists_every_stage_and_run(paper_dry_run):
@@ -150,7 +174,8 @@ def test_paper_dry_run_lists_every_stage_and_run(paper_dry_run):
         "prepare",
         "text_features",
         "image_features",
-        "inject_noise",
+        "noisy_copy",
+        "natural_copy",
         "train",
         "collect_runs",
         "main_table",
@@ -161,7 +186,14 @@ def test_paper_dry_run_lists_every_stage_and_run(paper_dry_run):
         config["datasets"], config["backbones"], config["methods"], config["seeds"]
     ):
         assert f"results/runs/{dataset}/base/{backbone}/{method}/seed{seed}/metrics.json" in paper_dry_run
-    assert "results/runs/baby/noise0.5/freedom/paper/seed4/metrics.json" in paper_dry_run
+    for data in ("add0.4", "delete0.1", "modality0.2", "natural"):
+        assert f"results/runs/baby/{data}/freedom/paper/seed4/metrics.json" in paper_dry_run
+    assert "results/runs/baby/delete0.4/bpr/damrs/seed0/metrics.json" in paper_dry_run
+    assert "guider data noise --data results/data/baby/base --kind delete --seed 0 --ratio 0.1 --out" in paper_dry_run
+    assert "--kind modality --seed 0 --ratio 0.2 --modality both --out" in paper_dry_run
+    assert "--kind natural --seed 0 --max-noisy-rating 2 --eval-min-rating 4 --out results/data/baby/natural" in (
+        paper_dry_run
+    )
     assert "guider data download baby --resources resources --skip images" in paper_dry_run
     assert "guider features image --data results/data/baby/base --encoder amazon_cnn" in paper_dry_run
 
@@ -169,7 +201,7 @@ def test_paper_dry_run_lists_every_stage_and_run(paper_dry_run):
 def test_train_commands_carry_each_method(paper_dry_run):
     lines = paper_dry_run.splitlines()
     commands = [line[line.index("guider train") :] for line in lines if "guider train" in line]
-    assert len(commands) == 2280
+    assert len(commands) == expected_counts(yaml.safe_load(CONFIGS["config"].read_text()))["train"] == 4830
     for command in commands:
         out = re.search(r"--out (\S+)", command).group(1)
         key = parse_run_path(f"{out}/metrics.json")  # the report can read every run folder
@@ -269,7 +301,12 @@ def test_schema_rejects_bad_values(change, message, tmp_path):
     "change, message",
     [
         ({"ablation": {"datasets": ["nowhere"], "backbones": ["bpr"], "methods": ["tce"]}}, "nowhere"),
-        ({"noise": {"datasets": ["tiny"], "backbones": ["bpr"], "ratios": [0.0]}}, "at least one ratio > 0"),
+        ({"noise": {"datasets": ["tiny"], "backbones": ["bpr"], "ratios": [0.0]}}, "need at least one ratio > 0"),
+        ({"noise": {"datasets": ["tiny"], "backbones": ["bpr"], "kinds": []}}, "lists datasets but no noise kinds"),
+        (
+            {"noise": {"datasets": ["tiny"], "backbones": ["bpr"], "kinds": ["delete"], "ratios": [0.5, 1.0]}},
+            "ratios must be < 1",
+        ),
         ({"methods": ["paper"]}, "compares 'paper' with 'none'"),
     ],
 )
@@ -352,7 +389,7 @@ def test_slurm_profile_dry_run(tmp_path):
     result = snakemake("-n", "--profile", str(profile), "--configfile", str(CONFIGS["config"]), cwd=tmp_path)
     text = result.stdout + result.stderr
     assert result.returncode == 0, text
-    assert job_counts(text)["train"] == 2280
+    assert job_counts(text)["train"] == 4830
     train = next(block for block in text.split("\n\n") if "rule train:" in block)
     config = yaml.safe_load(CONFIGS["config"].read_text())["resources"]["train"]
     assert f"threads: {config['threads']}" in train
@@ -367,26 +404,29 @@ def test_tiny_config_end_to_end(tmp_path):
     result = snakemake("--cores", "2", "--configfile", config, cwd=tmp_path, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = tmp_path / "results"
-    for name in ("comparison", "curves", "ablation", "noise", "detection"):
+    for name in ("comparison", "curves", "ablation", "noise_add", "noise_modality", "detection"):
         assert (results / "figures" / f"{name}.png").stat().st_size > 10_000
         assert (results / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
-    for name in ("main.md", "main.tex", "ablation.md", "ablation.tex", "main_significance.csv"):
+    for name in ("main.md", "main.tex", "ablation.md", "ablation.tex", "main_significance.csv", "robustness.md"):
         assert (results / "tables" / name).stat().st_size > 0
     import pandas as pd
 
     runs = pd.read_csv(results / "summary" / "runs.csv")
-    assert len(runs) == expected_counts(yaml.safe_load(Path(config).read_text()))["train"] == 14
+    assert len(runs) == expected_counts(yaml.safe_load(Path(config).read_text()))["train"] == 18
     assert set(runs["method"]) == {"none", "paper", "tce"} and set(runs["noise_ratio"]) == {0.0, 0.3}
+    assert set(runs["data"]) == {"base", "add0.3", "modality0.3"}
     noisy = runs[(runs["noise_ratio"] == 0.3) & (runs["method"] == "paper")]
-    assert noisy["detect.injected_noise.precision"].notna().all()
+    assert noisy["detect.noise_kind.precision"].notna().all() and len(noisy) == 4
+    assert noisy.loc[noisy["noise_kind"] == "add", "detect.injected_noise.precision"].notna().all()
     again = snakemake("-n", "--configfile", config, cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
     report = snakemake("--report", "results/report.html", "--configfile", config, cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     html = (results / "report.html").read_text()
     for caption in (
-        "How well AMSC finds the injected noise",
-        "Robustness to injected noise",
+        "How well AMSC finds each kind of noise",
+        "Robustness to added interactions",
+        "Robustness to swapped modalities",
         "One row per training run",
         "of every backbone, plain (grey)",
     ):
@@ -440,7 +480,7 @@ def test_the_deprecated_variants_key_still_works(tmp_path):
     result = snakemake("-n", "--configfile", str(path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "config key 'variants' is deprecated; call it 'methods'" in result.stdout + result.stderr
-    assert job_counts(result.stdout + result.stderr)["train"] == 14
+    assert job_counts(result.stdout + result.stderr)["train"] == 18
 
 
 def mmrec_config(tmp_path: Path, features: bool) -> Path:

@@ -12,13 +12,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "kind",
         choices=KINDS,
-        help="comparison: plain vs GUIDER bars; noise: metric vs injected "
-        "noise; ablation: bars per method; curves: validation metric per epoch; detection: "
-        "AMSC precision/recall vs injected noise",
+        help="comparison: plain vs GUIDER bars; noise: metric vs the ratio of one noise kind "
+        "(--noise-kind); ablation: bars per method; curves: validation metric per epoch; detection: "
+        "AMSC precision/recall vs each noise kind's labels",
     )
     parser.add_argument("--runs", required=True, type=Path, help="runs.csv from `guider report collect`")
     parser.add_argument("--curves", type=Path, help="training curves CSV (kind 'curves')")
     parser.add_argument("--metric", default="recall@20", help="metric to plot")
+    parser.add_argument(
+        "--noise-kind", default="add", choices=["add", "delete", "modality"], help="noise kind of the 'noise' figure"
+    )
     parser.add_argument("--out", required=True, type=Path, help="output stem: writes STEM.pdf and STEM.png")
 
 
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         draw = {
             "comparison": figures.comparison_bars,
-            "noise": figures.noise_curves,
+            "noise": lambda r, m: figures.noise_curves(r, m, args.noise_kind),
             "ablation": figures.ablation_bars,
             "detection": lambda r, _m: figures.detection_quality(r),
         }[args.kind]

@@ -28,12 +28,17 @@ from guider.report.labels import (  # noqa: E402
     method_order,
     metric_long_name,
 )
-from guider.report.runs import BASE_DATA  # noqa: E402
+from guider.report.runs import BASE_DATA, NATURAL, NO_NOISE, RATIO_KINDS  # noqa: E402
 
 FORMATS = ("pdf", "png")
 DPI = 150
 # denoise.json of a GUIDER run: precision/recall of AMSC's false set against `is_noise`
-DETECTION_COLUMNS = ("detect.injected_noise.precision", "detect.injected_noise.recall")
+DETECTION_COLUMNS = ("detect.noise_kind.precision", "detect.noise_kind.recall")  # denoise.json, per kind
+RANDOM_DETECTOR = {  # a random false set of the same size: precision = base rate, recall = its share of train
+    "detect.noise_kind.precision": "detect.noise_kind.base_rate",
+    "detect.noise_kind.recall": "detect.false_ratio",
+}
+NOISE_AXIS = {"add": "added interactions", "delete": "deleted interactions", "modality": "swapped modalities"}
 _METHOD_COLORS = {"none": "#7f7f7f", "paper": "#1f77b4"}
 _PALETTE = plt.get_cmap("tab10").colors
 _OTHER_METHODS = [c for i, c in enumerate(_PALETTE) if i not in (0, 7)]  # tab10 without GUIDER blue and plain grey
@@ -82,11 +87,14 @@ def ablation_bars(runs: pd.DataFrame, metric: str) -> plt.Figure:
     )
 
 
-def noise_curves(runs: pd.DataFrame, metric: str) -> plt.Figure:
-    """Test metric vs injected-noise ratio, one panel per (dataset, backbone), a line + band per method."""
-    noisy = runs[runs["data"] != BASE_DATA]
-    _require(noisy, "injected-noise runs")
-    study = runs[runs["dataset"].isin(noisy["dataset"])]
+def noise_curves(runs: pd.DataFrame, metric: str, kind: str = "add") -> plt.Figure:
+    """Test metric vs the ratio of one noise kind (the base data at 0), one panel per
+    (dataset, backbone), a line + seed band per method."""
+    if kind not in RATIO_KINDS:
+        raise ValueError(f"noise figure: kind {kind!r} has no ratio axis; choose one of {', '.join(RATIO_KINDS)}")
+    noisy = runs[runs["noise_kind"] == kind]
+    _require(noisy, f"'{kind}' noise runs")
+    study = runs[runs["dataset"].isin(noisy["dataset"]) & runs["noise_kind"].isin([kind, NO_NOISE])]
     keys = [
         (d, b)
         for d in dataset_order(noisy["dataset"])
@@ -110,11 +118,11 @@ def noise_curves(runs: pd.DataFrame, metric: str) -> plt.Figure:
                 linewidth=0,
             )
         ax.set_title(f"{dataset_name(dataset)} · {backbone_name(backbone)}")
-        ax.set_xlabel("injected noise ratio")
+        ax.set_xlabel(f"{NOISE_AXIS[kind]} ratio")
         ax.set_ylabel(f"test {metric_long_name(metric)}")
         ax.grid(alpha=0.3)
     _legend_below(fig, axes[0])
-    fig.suptitle("Robustness to injected noise (mean ± std over seeds)")
+    fig.suptitle(f"Robustness to {NOISE_AXIS[kind]} (mean ± std over seeds)")
     return fig
 
 
@@ -153,19 +161,23 @@ def training_curves(curves: pd.DataFrame, metric: str, methods: tuple[str, ...] 
 
 
 def detection_quality(runs: pd.DataFrame, method: str = "paper") -> plt.Figure:
-    """Precision and recall of AMSC's false set against the injected noise, vs the noise ratio."""
+    """Precision and recall of AMSC's false set against each noise kind's labels (rows for
+    add and natural, the interactions of the swapped items for modality) vs the ratio, one
+    row of two panels per (dataset, kind); the dotted line is a random detector (its
+    precision is the labels' base rate, its recall the false set's share of train)."""
     cols = list(DETECTION_COLUMNS)
-    noisy = runs[(runs["data"] != BASE_DATA) & (runs["method"] == method)]
-    if not set(cols) <= set(runs.columns) or noisy[cols].isna().all().all():
-        raise ValueError(f"no AMSC detection scores (denoise.json) in the '{method}' runs on injected-noise data")
-    datasets = dataset_order(noisy["dataset"])
-    backbones = backbone_order(noisy["backbone"])
-    fig, axes = _panel_grid(2 * len(datasets), width=4.2, height=3.0, ncols=2)
-    for d_index, dataset in enumerate(datasets):
-        for ax, col in zip(axes[2 * d_index : 2 * d_index + 2], cols):
+    scored = runs[(runs["data"] != BASE_DATA) & (runs["method"] == method)]
+    if not set(cols) <= set(runs.columns) or scored[cols].isna().all().all():
+        raise ValueError(f"no AMSC detection scores (denoise.json) in the '{method}' runs on noisy data")
+    scored = scored[scored[cols].notna().all(axis=1)]
+    panels = [(d, k) for d in dataset_order(scored["dataset"]) for k in _kinds(scored) if _any(scored, d, k)]
+    backbones = backbone_order(scored["backbone"])
+    fig, axes = _panel_grid(2 * len(panels), width=4.2, height=3.0, ncols=2)
+    for p_index, (dataset, kind) in enumerate(panels):
+        at = scored[(scored["dataset"] == dataset) & (scored["noise_kind"] == kind)]
+        for ax, col in zip(axes[2 * p_index : 2 * p_index + 2], cols):
             for b_index, backbone in enumerate(backbones):
-                sel = noisy[(noisy["dataset"] == dataset) & (noisy["backbone"] == backbone)]
-                summary = _summarise(sel, "noise_ratio", col)
+                summary = _summarise(at[at["backbone"] == backbone], "noise_ratio", col)
                 ax.errorbar(
                     summary.index,
                     summary["mean"],
@@ -175,25 +187,32 @@ def detection_quality(runs: pd.DataFrame, method: str = "paper") -> plt.Figure:
                     color=_PALETTE[b_index % len(_PALETTE)],
                     label=backbone_name(backbone),
                 )
-            ratios = np.sort(noisy.loc[noisy["dataset"] == dataset, "noise_ratio"].unique())
-            if col.endswith("precision"):  # a random detector's precision is the noise share of train
-                ax.plot(
-                    ratios,
-                    ratios / (1 + ratios),
-                    color="black",
-                    linestyle=":",
-                    marker="_",
-                    markersize=12,
-                    label="random detector",
-                )
-            ax.set_title(f"{dataset_name(dataset)} · AMSC {col.split('.')[-1]}")
-            ax.set_xlabel("injected noise ratio")
+            chance = at.groupby("noise_ratio")[RANDOM_DETECTOR[col]].mean()
+            ax.plot(
+                chance.index,
+                chance.to_numpy(),
+                color="black",
+                linestyle=":",
+                marker="_",
+                markersize=12,
+                label="random detector",
+            )
+            ax.set_title(f"{dataset_name(dataset)} · {kind} · AMSC {col.split('.')[-1]}")
+            ax.set_xlabel(f"{NOISE_AXIS.get(kind, kind)} ratio")
             ax.set_ylabel(col.split(".")[-1])
             ax.set_ylim(0, 1.02)
             ax.grid(alpha=0.3)
     _legend_below(fig, axes[0], ncol=min(len(backbones) + 1, 6))
-    fig.suptitle("Noise detection: AMSC's false set vs injected noise (mean ± std over seeds)")
+    fig.suptitle("Noise detection: AMSC's false set vs each noise kind's labels (mean ± std over seeds)")
     return fig
+
+
+def _kinds(rows: pd.DataFrame) -> list[str]:
+    return [k for k in (*RATIO_KINDS, NATURAL) if k in set(rows["noise_kind"])]
+
+
+def _any(rows: pd.DataFrame, dataset: str, kind: str) -> bool:
+    return bool(((rows["dataset"] == dataset) & (rows["noise_kind"] == kind)).any())
 
 
 # --- helpers -------------------------------------------------------------------------

@@ -4,9 +4,11 @@ The workflow stores every run at
 
     results/runs/<dataset>/<data>/<backbone>/<method>/seed<k>/
 
-where <data> is `base` (the dataset as prepared) or `noise<r>` (injected-noise ratio r)
-and <method> a registered method name (`guider train --method`). The path gives the study coordinates that the
-trainer cannot know (the noise ratio of the data it was handed); metrics.json and
+where <data> is `base` (the dataset as prepared), `<kind><r>` (a noisy copy made by
+`guider data noise --kind <kind> --ratio r`: add0.2, delete0.1, modality0.4) or `natural`
+(low-rated interactions labelled as noise: no ratio), and <method> a registered method name
+(`guider train --method`). The path gives the study coordinates that the trainer cannot
+know (the noise kind and ratio of the data it was handed); metrics.json and
 config.json give the rest, and the two are cross-checked so a misplaced run is an error,
 not a wrong table.
 """
@@ -21,11 +23,16 @@ from pathlib import Path
 import pandas as pd
 
 BASE_DATA = "base"
-_NOISE_DATA = re.compile(r"^noise(\d+(?:\.\d+)?)$")
+NO_NOISE = "none"  # noise_kind of the base data
+RATIO_KINDS = ("add", "delete", "modality")  # noise kinds with a ratio, in the report's order
+NATURAL = "natural"  # the kind without a ratio (noise_ratio NaN)
+_NOISE_DATA = re.compile(r"^(" + "|".join(RATIO_KINDS) + r")(\d+(?:\.\d+)?)$")
 _SEED_DIR = re.compile(r"^seed(\d+)$")
+STUDY_COLUMNS = ("dataset", "data", "noise_kind", "noise_ratio", "backbone", "method", "seed")  # a run's coordinates
 RUN_COLUMNS = [
     "dataset",
     "data",
+    "noise_kind",
     "noise_ratio",
     "backbone",
     "method",
@@ -50,23 +57,40 @@ class RunKey:
     seed: int
 
     @property
+    def noise_kind(self) -> str:
+        return noise_of(self.data)[0]
+
+    @property
     def noise_ratio(self) -> float:
-        return noise_ratio(self.data)
+        return noise_of(self.data)[1]
+
+
+def noise_of(data: str) -> tuple[str, float]:
+    """(noise kind, ratio) of a data folder name: 'base' -> ('none', 0.0), 'add0.2' ->
+    ('add', 0.2), 'natural' -> ('natural', nan); ValueError otherwise."""
+    if data == BASE_DATA:
+        return NO_NOISE, 0.0
+    if data == NATURAL:
+        return NATURAL, float("nan")
+    match = _NOISE_DATA.match(data)
+    if not match:
+        kinds = "|".join(RATIO_KINDS)
+        raise ValueError(f"data folder name {data!r} is neither '{BASE_DATA}', '{NATURAL}' nor '<{kinds}><ratio>'")
+    return match.group(1), float(match.group(2))
 
 
 def noise_ratio(data: str) -> float:
-    """'base' -> 0.0, 'noise0.2' -> 0.2; ValueError otherwise."""
-    if data == BASE_DATA:
-        return 0.0
-    match = _NOISE_DATA.match(data)
-    if not match:
-        raise ValueError(f"data folder name {data!r} is neither '{BASE_DATA}' nor 'noise<ratio>'")
-    return float(match.group(1))
+    """The ratio of a data folder name (0.0 for 'base', nan for 'natural')."""
+    return noise_of(data)[1]
 
 
-def data_name(ratio: float) -> str:
-    """Inverse of `noise_ratio`: 0 -> 'base', 0.2 -> 'noise0.2'."""
-    return BASE_DATA if ratio == 0 else f"noise{ratio:g}"
+def data_name(ratio: float, kind: str = "add") -> str:
+    """Inverse of `noise_of`: 0 -> 'base', (0.2, 'add') -> 'add0.2', kind 'natural' -> 'natural'."""
+    if kind == NATURAL:
+        return NATURAL
+    if kind not in RATIO_KINDS:
+        raise ValueError(f"unknown noise kind {kind!r}; choose one of {', '.join((*RATIO_KINDS, NATURAL))}")
+    return BASE_DATA if ratio == 0 else f"{kind}{ratio:g}"
 
 
 def parse_run_path(metrics_path: str | Path) -> RunKey:
@@ -78,7 +102,7 @@ def parse_run_path(metrics_path: str | Path) -> RunKey:
     seed = _SEED_DIR.match(seed_dir)
     if not seed:
         raise ValueError(f"{metrics_path}: run folder {seed_dir!r} is not 'seed<k>'")
-    noise_ratio(data)  # validates the data folder name
+    noise_of(data)  # validates the data folder name
     return RunKey(dataset, data, backbone, method, int(seed.group(1)))
 
 
@@ -93,6 +117,7 @@ def read_run(metrics_path: str | Path) -> dict:
     row = {
         "dataset": key.dataset,
         "data": key.data,
+        "noise_kind": key.noise_kind,
         "noise_ratio": key.noise_ratio,
         "backbone": key.backbone,
         "method": key.method,
@@ -116,7 +141,7 @@ def collect_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
     if duplicated.any():
         raise ValueError(f"the same run is listed twice: {table.loc[duplicated, 'run_dir'].tolist()}")
     metric_cols = sorted(c for c in table.columns if c not in RUN_COLUMNS)
-    order = ["dataset", "noise_ratio", "backbone", "method", "seed"]
+    order = ["dataset", "noise_kind", "noise_ratio", "backbone", "method", "seed"]
     return table[RUN_COLUMNS + metric_cols].sort_values(order, kind="stable").reset_index(drop=True)
 
 
@@ -130,10 +155,10 @@ def collect_curves(runs: pd.DataFrame) -> pd.DataFrame:
         log = pd.read_csv(path)
         if "epoch" not in log.columns:
             raise ValueError(f"{path}: no 'epoch' column")
-        keys = {c: getattr(run, c) for c in ("dataset", "data", "noise_ratio", "backbone", "method", "seed")}
+        keys = {c: getattr(run, c) for c in STUDY_COLUMNS}
         frames.append(log.assign(**keys))
     curves = pd.concat(frames, ignore_index=True)
-    front = ["dataset", "data", "noise_ratio", "backbone", "method", "seed", "epoch"]
+    front = [*STUDY_COLUMNS, "epoch"]
     return curves[front + [c for c in curves.columns if c not in front]]
 
 

@@ -1,4 +1,4 @@
-"""Machine-readable summaries of runs.csv for DVC: headline metrics and the noise curve."""
+"""Machine-readable summaries of runs.csv for DVC: headline metrics and the noise curve (per noise kind)."""
 
 from __future__ import annotations
 
@@ -21,29 +21,42 @@ def headline_metrics(runs: pd.DataFrame, metrics: list[str]) -> dict:
     return out
 
 
+CURVE_COLUMNS = ["dataset", "noise_kind", "backbone", "method", "noise_ratio", "metric", "mean", "std", "n", "drop"]
+
+
 def noise_curve(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Long table: dataset, backbone, method, noise_ratio, mean, std, n (datasets of the noise study only)."""
-    noisy_datasets = runs.loc[runs["data"] != BASE_DATA, "dataset"].unique()
-    study = runs[runs["dataset"].isin(noisy_datasets)]
-    noisy_keys = set(zip(*[study.loc[study["data"] != BASE_DATA, c] for c in ("dataset", "backbone", "method")]))
+    """Long table of the noise study: per dataset, noise kind, backbone and method, the test
+    metric's mean, std and run count at each ratio, the base data counting as ratio 0 of every
+    kind, and `drop`: the relative change of the mean from ratio 0 (-0.1 = 10 % lower; NaN
+    without base runs). Only (dataset, backbone, method) triples that ran on noisy data."""
+    noisy = runs[runs["data"] != BASE_DATA]
     rows = []
-    for (dataset, backbone, method, ratio), sel in study.groupby(["dataset", "backbone", "method", "noise_ratio"]):
-        if (dataset, backbone, method) not in noisy_keys:
-            continue
-        mean, std = mean_std(sel[_column(sel, metric)].to_numpy())
-        rows.append(
-            {
-                "dataset": dataset,
-                "backbone": backbone,
-                "method": method,
-                "noise_ratio": ratio,
-                "metric": metric,
-                "mean": mean,
-                "std": std,
-                "n": len(sel),
-            }
-        )
-    return pd.DataFrame(rows, columns=["dataset", "backbone", "method", "noise_ratio", "metric", "mean", "std", "n"])
+    for (dataset, kind, backbone, method), sel in noisy.groupby(["dataset", "noise_kind", "backbone", "method"]):
+        base = runs[
+            (runs["data"] == BASE_DATA)
+            & (runs["dataset"] == dataset)
+            & (runs["backbone"] == backbone)
+            & (runs["method"] == method)
+        ]
+        levels = pd.concat([base, sel])
+        clean = mean_std(base[_column(base, metric)].to_numpy())[0] if len(base) else float("nan")
+        for ratio, at in levels.groupby("noise_ratio", dropna=False):
+            mean, std = mean_std(at[_column(at, metric)].to_numpy())
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "noise_kind": kind,
+                    "backbone": backbone,
+                    "method": method,
+                    "noise_ratio": ratio,
+                    "metric": metric,
+                    "mean": mean,
+                    "std": std,
+                    "n": len(at),
+                    "drop": mean / clean - 1.0 if clean == clean and clean != 0 else float("nan"),
+                }
+            )
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
 def _column(rows: pd.DataFrame, metric: str) -> str:

@@ -1,4 +1,4 @@
-"""`guider report table main|ablation|baselines`: runs.csv -> Markdown and LaTeX tables."""
+"""`guider report table main|ablation|baselines|robustness`: runs.csv -> Markdown and LaTeX tables."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ DEFAULT_METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "kind",
-        choices=["main", "ablation", "baselines"],
+        choices=["main", "ablation", "baselines", "robustness"],
         help="main: plain vs GUIDER with significance; ablation: every method that was run; "
-        "baselines: plain / +T-CE / +R-CE / +DA-MRS / +GUIDER per backbone",
+        "baselines: plain / +T-CE / +R-CE / +DA-MRS / +GUIDER per backbone; robustness: the "
+        "noise study's metric and relative drop per noise kind and ratio (first of --metrics)",
     )
     parser.add_argument("--runs", required=True, type=Path, help="runs.csv from `guider report collect`")
     parser.add_argument(
@@ -48,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         write_csv(tests, Path(f"{args.out}_significance.csv"))
     elif args.kind == "baselines":
         table = tables.baselines_table(runs, args.metrics, treatment=args.treatment, baseline=args.baseline)
+    elif args.kind == "robustness":
+        table = tables.robustness_table(runs, args.metrics[0])
     else:
         table = tables.ablation_table(runs, args.metrics)
     if args.note:

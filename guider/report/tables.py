@@ -24,11 +24,13 @@ from guider.report.labels import (
     DENOISERS,
     backbone_name,
     backbone_order,
+    dataset_name,
     dataset_order,
     display_name,
     method_order,
+    metric_name,
 )
-from guider.report.runs import BASE_DATA
+from guider.report.runs import BASE_DATA, NATURAL, RATIO_KINDS
 
 SEED_MARK = "*"
 USER_MARK = "†"
@@ -299,3 +301,44 @@ def _bold_best(rows: list[Row]) -> None:
         best = max(round(cell.mean, DECIMALS) for cell in cells)
         for cell in cells:
             cell.bold = bool(np.isclose(round(cell.mean, DECIMALS), best, rtol=0, atol=10 ** -(DECIMALS + 2)))
+
+
+def robustness_table(runs: pd.DataFrame, metric: str) -> Table:
+    """The noise study's drops: per dataset and backbone, a row per method; a column per noise
+    kind and ratio > 0 ("add 0.2"; natural: one column); each cell the test metric's mean over
+    seeds and, in brackets, its relative change from the base data (summary.noise_curve)."""
+    from guider.report.summary import noise_curve
+
+    curve = noise_curve(runs, metric)
+    curve = curve[curve["noise_ratio"] != 0]
+    if curve.empty:
+        raise ValueError("no noise-study runs found (runs on noisy copies of a dataset)")
+    kinds = [k for k in (*RATIO_KINDS, NATURAL) if k in set(curve["noise_kind"])]
+    columns = [(k, r) for k in kinds for r in sorted(curve.loc[curve["noise_kind"] == k, "noise_ratio"].unique())]
+    table = Table(
+        caption=f"Robustness: test {metric_name(metric)} on noisy copies (relative change from the clean data)",
+        groups=[k if k == NATURAL else f"{k} {r:g}" for k, r in columns],
+        metrics=[metric],
+        notes=[
+            "Columns: noise kind and ratio (natural: the low-rated interactions, no ratio). "
+            "A cell: mean over seeds (relative change of the mean from the clean data)."
+        ],
+    )
+    for dataset in dataset_order(curve["dataset"]):
+        for backbone in backbone_order(curve.loc[curve["dataset"] == dataset, "backbone"]):
+            sel = curve[(curve["dataset"] == dataset) & (curve["backbone"] == backbone)]
+            block = f"{dataset_name(dataset)} · {backbone_name(backbone)}"
+            for method in method_order(sel["method"].unique()):
+                cells = [_drop_cell(sel[sel["method"] == method], kind, ratio) for kind, ratio in columns]
+                table.rows.append(Row(block, display_name(method), cells))
+    return table
+
+
+def _drop_cell(rows: pd.DataFrame, kind: str, ratio: float) -> str | None:
+    """'0.1234 (-5.6%)' of one method at one noise level, None when it did not run there."""
+    same_ratio = rows["noise_ratio"].isna() if ratio != ratio else rows["noise_ratio"] == ratio
+    at = rows[(rows["noise_kind"] == kind) & same_ratio]
+    if at.empty:
+        return None
+    mean, drop = float(at["mean"].iloc[0]), float(at["drop"].iloc[0])
+    return f"{mean:.{DECIMALS}f}" + ("" if drop != drop else f" ({drop:+.1%})")

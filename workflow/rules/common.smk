@@ -5,7 +5,8 @@ depends on the config is a function here. Paths:
 
     resources/<dataset>/                                   downloads (real datasets)
     results/data/<dataset>/base/                           prepared or generated dataset
-    results/data/<dataset>/noise<r>/                       copy with injected noise ratio r
+    results/data/<dataset>/<kind><r>/                      noisy copy: kind add|delete|modality, ratio r
+    results/data/<dataset>/natural/                        copy with low-rated rows labelled as noise
     results/runs/<dataset>/<data>/<backbone>/<method>/seed<k>/   one training run
     results/summary/ results/tables/ results/figures/      aggregates
     results/logs/                                          one log per job
@@ -64,8 +65,9 @@ _validate_with_registries()
 DATASETS = config["datasets"]
 METHODS = available_objectives()  # every registered training method (`guider train --method`)
 CONDA_ENV = "../../envs/guider.yaml"  # relative to workflow/rules/; used with --sdm conda
-FIGURES = ["comparison", "curves"]  # always drawn; "ablation", "noise", "detection" when the study runs
-ALL_FIGURES = ["comparison", "curves", "ablation", "noise", "detection"]
+RATIO_KINDS = ["add", "delete", "modality"]  # noise kinds with a ratio (guider.report.runs.RATIO_KINDS)
+FIGURES = ["comparison", "curves"]  # always drawn; "ablation", "noise_<kind>", "detection" when the study runs
+ALL_FIGURES = ["comparison", "curves", "ablation", *(f"noise_{k}" for k in RATIO_KINDS), "detection"]
 
 
 def _check_subset(section: str, key: str, allowed) -> None:
@@ -101,10 +103,34 @@ def _check_config() -> None:
     for section in ("ablation", "noise"):
         if config[section]["datasets"] and not config[section]["backbones"]:
             raise WorkflowError(f"config {section}: datasets are listed but no backbones")
-    if config["noise"]["datasets"] and not [r for r in config["noise"]["ratios"] if r > 0]:
-        raise WorkflowError("config noise.ratios: the noise study needs at least one ratio > 0")
+    _check_noise()
     if not {"none", "paper"} <= set(config["methods"]):
         raise WorkflowError("config methods: the main table compares 'paper' with 'none'; list both")
+
+
+def _check_noise() -> None:
+    """The noise study's kinds have what they need: a ratio > 0 for the ratio kinds, item
+    features for `modality`, fractions below 1 for `delete`."""
+    noise = config["noise"]
+    if not noise["datasets"]:
+        return
+    if not noise["kinds"]:
+        raise WorkflowError("config noise.kinds: the noise study lists datasets but no noise kinds")
+    ratio_kinds = [k for k in noise["kinds"] if k in RATIO_KINDS]
+    if ratio_kinds and not [r for r in noise["ratios"] if r > 0]:
+        raise WorkflowError(f"config noise.ratios: kinds {ratio_kinds} need at least one ratio > 0")
+    if "delete" in noise["kinds"] and max(noise["ratios"], default=0) >= 1:
+        raise WorkflowError("config noise.ratios: kind 'delete' removes a fraction of train; ratios must be < 1")
+    if "modality" in noise["kinds"] and max(noise["ratios"], default=0) > 1:
+        raise WorkflowError("config noise.ratios: kind 'modality' swaps a fraction of items; ratios must be <= 1")
+    for dataset in noise["datasets"] if "modality" in noise["kinds"] else []:
+        needed = {"text", "image"} if noise["modality"] == "both" else {noise["modality"]}
+        missing = needed - dataset_modalities(dataset)
+        if missing:
+            raise WorkflowError(
+                f"config noise: kind 'modality' swaps {noise['modality']} features but dataset {dataset} has no "
+                f"{' or '.join(sorted(missing))} features"
+            )
 
 
 # --- GPU scheduling ------------------------------------------------------------------
@@ -154,9 +180,38 @@ def data_dir(dataset: str, data: str) -> str:
     return f"results/data/{dataset}/{data}"
 
 
-def noise_data(ratio: float) -> str:
-    """Folder name of a noise level (guider.report.runs.data_name): 0 -> base, 0.2 -> noise0.2."""
-    return "base" if ratio == 0 else f"noise{ratio:g}"
+def noise_data(kind: str, ratio: float | None = None) -> str:
+    """Folder name of a noise level (guider.report.runs.data_name): ratio 0 -> base,
+    (add, 0.2) -> add0.2, natural -> natural."""
+    if kind == "natural":
+        return "natural"
+    return "base" if ratio == 0 else f"{kind}{ratio:g}"
+
+
+def noise_levels() -> list[str]:
+    """Data folders of the noise study, kind by kind (base once, for ratio 0)."""
+    noise = config["noise"]
+    levels = [noise_data(k, r) for k in noise["kinds"] if k in RATIO_KINDS for r in noise["ratios"]]
+    levels += ["natural"] if "natural" in noise["kinds"] else []
+    return list(dict.fromkeys(levels))
+
+
+def noise_args(wildcards) -> str:
+    """`guider data noise` options of one kind, from config noise."""
+    noise = config["noise"]
+    kind = wildcards.get("kind", "natural")
+    args = [f"--kind {kind}", f"--seed {noise['seed']}"]
+    if kind == "natural":
+        args.append(f"--max-noisy-rating {noise['max_noisy_rating']}")
+        if noise["eval_min_rating"] is not None:
+            args.append(f"--eval-min-rating {noise['eval_min_rating']}")
+        return " ".join(args)
+    args.append(f"--ratio {wildcards.ratio}")
+    if kind == "add":
+        args.append(f"--mode {noise['mode']}")
+    if kind == "modality":
+        args.append(f"--modality {noise['modality']}")
+    return " ".join(args)
 
 
 @functools.cache
@@ -245,11 +300,11 @@ def _study_keys() -> list[tuple]:
     ablation = [(d, "base", b, m) for d in abl["datasets"] for b in abl["backbones"] for m in abl["methods"]]
     noise = config["noise"]
     noisy = [
-        (d, noise_data(r), b, m)
+        (d, x, b, m)
         for d in noise["datasets"]
         for b in noise["backbones"]
         for m in noise["methods"]
-        for r in noise["ratios"]
+        for x in noise_levels()
     ]
     return list(dict.fromkeys(main + ablation + noisy))
 
@@ -318,12 +373,23 @@ def has_noise_study() -> bool:
     return any(data != "base" for _, data, _, _ in STUDY_KEYS)
 
 
+def noise_figure_kinds() -> list[str]:
+    """Ratio kinds with at least one run on a noisy copy: one robustness figure each."""
+    return [k for k in RATIO_KINDS if any(d.startswith(k) for _, d, _, _ in STUDY_KEYS)]
+
+
 def figure_names() -> list[str]:
     names = list(FIGURES)
     names += ["ablation"] if has_ablation() else []
-    names += ["noise"] if has_noise_study() else []
-    names += ["detection"] if any(d != "base" and m == "paper" for _, d, _, m in STUDY_KEYS) else []
+    names += [f"noise_{k}" for k in noise_figure_kinds()]
+    labelled = [d for _, d, _, m in STUDY_KEYS if m == "paper" and d != "base" and not d.startswith("delete")]
+    names += ["detection"] if labelled else []  # delete copies have no labels to score against
     return names
+
+
+def figure_command(wildcards) -> str:
+    """The `guider report figure` kind of a figure file: noise_<kind> files are `noise`."""
+    return "noise" if wildcards.figure.startswith("noise_") else wildcards.figure
 
 
 def figure_inputs(wildcards) -> dict:
@@ -336,6 +402,8 @@ def figure_inputs(wildcards) -> dict:
 def figure_args(wildcards, input) -> str:
     """Per-figure options of `guider report figure`: the metric, and the curves for `curves`."""
     args = [] if wildcards.figure == "detection" else [f"--metric {config['report']['figure_metric']}"]
+    if wildcards.figure.startswith("noise_"):
+        args.append(f"--noise-kind {wildcards.figure.removeprefix('noise_')}")
     if wildcards.figure == "curves":
         args.append(f"--curves {input.curves}")
     return " ".join(args)
@@ -358,14 +426,14 @@ def report_targets() -> list[str]:
     if has_baselines():
         targets += ["results/tables/baselines.md", "results/tables/baselines.tex"]
     if has_noise_study():
-        targets.append("results/summary/noise_curve.csv")
+        targets += ["results/summary/noise_curve.csv", "results/tables/robustness.md", "results/tables/robustness.tex"]
     targets += [f"results/figures/{name}.{fmt}" for name in figure_names() for fmt in ("png", "pdf")]
     return targets
 
 
 wildcard_constraints:
     dataset=name_pattern(DATASETS),
-    data=r"base|noise[0-9.]+",
+    data=r"base|natural|(add|delete|modality)[0-9.]+",
     backbone=r"[A-Za-z0-9_]+",
     method=name_pattern(METHODS),
     seed=r"[0-9]+",

@@ -1,5 +1,5 @@
 # Datasets: download + prepare (real data), generate (synthetic), import an MMRec folder,
-# inject noise (noise study).
+# noisy copies (noise study).
 
 
 # One download rule per real dataset: its outputs are the registry's upstream files, so a
@@ -88,14 +88,15 @@ rule import_mmrec:
         "guider data import --format mmrec {params.src} --out {params.folder} --name {wildcards.dataset} > {log} 2>&1"
 
 
-rule inject_noise:
+rule noisy_copy:
     input:
         unpack(lambda wildcards: base_data_files(wildcards.dataset)),
     output:
-        meta="results/data/{dataset}/noise{ratio}/dataset.json",
+        meta="results/data/{dataset}/{kind}{ratio}/dataset.json",
     log:
-        "results/logs/data/noise_{dataset}_{ratio}.log",
+        "results/logs/data/noise_{dataset}_{kind}{ratio}.log",
     wildcard_constraints:
+        kind="add|delete|modality",
         ratio=r"[0-9]*\.?[0-9]+",
     localrule: True
     conda:
@@ -105,8 +106,26 @@ rule inject_noise:
     params:
         base=lambda wildcards, input: os.path.dirname(input.meta),
         folder=lambda wildcards, output: os.path.dirname(output.meta),
-        seed=config["noise"]["seed"],
-        mode=config["noise"]["mode"],
+        args=noise_args,
     shell:
-        "guider data noise --data {params.base} --ratio {wildcards.ratio} --seed {params.seed} "
-        "--mode {params.mode} --out {params.folder} > {log} 2>&1"
+        "guider data noise --data {params.base} {params.args} --out {params.folder} > {log} 2>&1"
+
+
+rule natural_copy:
+    input:
+        unpack(lambda wildcards: base_data_files(wildcards.dataset)),
+    output:
+        meta="results/data/{dataset}/natural/dataset.json",
+    log:
+        "results/logs/data/noise_{dataset}_natural.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    resources:
+        **job_resources("data"),
+    params:
+        base=lambda wildcards, input: os.path.dirname(input.meta),
+        folder=lambda wildcards, output: os.path.dirname(output.meta),
+        args=noise_args,
+    shell:
+        "guider data noise --data {params.base} {params.args} --out {params.folder} > {log} 2>&1"

@@ -88,6 +88,26 @@ rule baselines_table:
         "guider report table baselines --runs {input.runs} --out {params.stem} --metrics {params.metrics} > {log} 2>&1"
 
 
+rule robustness_table:
+    input:
+        runs="results/summary/runs.csv",
+    output:
+        md="results/tables/robustness.md",
+        tex="results/tables/robustness.tex",
+    log:
+        "results/logs/report/robustness_table.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    resources:
+        **job_resources("report"),
+    params:
+        stem=lambda wildcards, output: os.path.splitext(output.md)[0],
+        metric=FIGURE_METRIC,
+    shell:
+        "guider report table robustness --runs {input.runs} --out {params.stem} --metrics {params.metric} > {log} 2>&1"
+
+
 rule headline_metrics:
     input:
         runs="results/summary/runs.csv",
@@ -143,6 +163,7 @@ rule figure:
         **job_resources("report"),
     params:
         stem=lambda wildcards, output: os.path.splitext(output.png)[0],
+        command=figure_command,
         args=figure_args,
     shell:
-        "guider report figure {wildcards.figure} --runs {input.runs} {params.args} --out {params.stem} > {log} 2>&1"
+        "guider report figure {params.command} --runs {input.runs} {params.args} --out {params.stem} > {log} 2>&1"
