@@ -225,6 +225,12 @@ def test_prepare_amazon_writes_a_loadable_folder_with_content_and_provenance(tmp
     assert meta["source"]["files"]["ratings"]["sha256"] and "image_features" not in meta["source"]["files"]
     assert meta["statistics_check"]["match"] is False
     assert meta["statistics"]["train"] == 19
+    # the ratings stay in the folder, so the natural-noise copy can label the low-rated rows
+    from guider.data.noise import label_natural
+
+    assert ds.inter["rating"].between(1, 5).all() and ds.inter["rating"].nunique() > 1
+    low = int(((ds.inter["x_label"] == 0) & (ds.inter["rating"] <= 4)).sum())  # the fixture rates 3 to 5
+    assert low > 0 and label_natural(ds, max_noisy_rating=4).train_noise_labels.sum() == low
 
 
 def test_the_split_depends_on_the_seed_only(tmp_path):
