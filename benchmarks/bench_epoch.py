@@ -5,7 +5,8 @@ interactions) by default, prints for each backbone the mean seconds of a trainin
 one full ranking evaluation (valid split, all items, train masked, four metrics at four
 cut-offs), the ratio of that evaluation to a bare `scores = U @ I.T; topk(50)` over the same
 users and items, measured in the same run, and the peak resident memory of the process that
-built and trained it. "before" is the dense-mask evaluation this one replaced, timed in the
+built and trained it (and on a GPU the peak GPU memory PyTorch reserved, what
+`train.jobs_per_gpu` must fit into the card). "before" is the dense-mask evaluation this one replaced, timed in the
 same process on the same embeddings, with whether its per-user values are identical.
 Each backbone runs in a fresh process, so its peak RSS is its own
 (dataset, model, graphs, one or more epochs and the evaluation).
@@ -157,9 +158,10 @@ def measure(name: str, folder: str, epochs: int, device: str, threads: int, step
         (evaluation, forward), bare = time_eval(trainer), time_bare_topk(trainer)
         before, same = time_dense_mask_eval(trainer) if compare else (float("nan"), True)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    gpu_mb = torch.cuda.max_memory_reserved() / 2**20 if trainer.device.type == "cuda" else float("nan")
     return {
         "epoch": per_epoch, "eval": evaluation, "forward": forward, "bare": bare, "peak_mb": peak_mb,
-        "before": before, "same": same,
+        "gpu_mb": gpu_mb, "before": before, "same": same,
     }  # fmt: skip
 
 
@@ -195,6 +197,7 @@ def main(argv=None) -> None:
     header = ["s/epoch", "s/eval", "forward", "bare s"]
     print(
         f"{'backbone':<10} " + " ".join(f"{h:>8}" for h in header) + f" {'ranking/bare':>12} {'peak MB':>8}"
+        + f" {'GPU MB':>8}"
         + ("" if args.no_before else f" {'before s':>8} {'before/now':>10} {'same':>5}")
     )  # fmt: skip
     spawn = multiprocessing.get_context("spawn")
@@ -206,7 +209,7 @@ def main(argv=None) -> None:
         before = "" if args.no_before else f" {r['before']:8.2f} {r['before'] / r['eval']:10.2f} {str(r['same']):>5}"
         print(
             f"{name:<10} {r['epoch']:8.2f} {r['eval']:8.2f} {r['forward']:8.2f} {r['bare']:8.2f} "
-            f"{ranking / r['bare']:12.2f} {r['peak_mb']:8.0f}" + before,
+            f"{ranking / r['bare']:12.2f} {r['peak_mb']:8.0f} {r['gpu_mb']:8.0f}" + before,
             flush=True,
         )
 

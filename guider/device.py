@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(requested: str | None = None) -> torch.device:
@@ -21,12 +25,15 @@ def resolve_device(requested: str | None = None) -> torch.device:
 
 
 def _free_gpu() -> int:
-    """Index of the GPU this process uses: with several visible, the first one no other
-    process holds (guider.gpu_claim), so concurrent workflow jobs land on different cards."""
+    """Index of the GPU this process uses: with several visible, the card of the first free
+    slot (guider.gpu_claim; $GUIDER_JOBS_PER_GPU slots per card), so concurrent workflow jobs
+    spread over the cards; with one card, that card."""
     count = torch.cuda.device_count()
     if count < 2:
         return 0
     from guider.gpu_claim import claim_gpu
 
     index = claim_gpu(count)
+    if index is None:
+        log.warning("every slot of the %d GPUs is held by another job; sharing GPU 0", count)
     return 0 if index is None else index

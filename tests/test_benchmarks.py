@@ -31,7 +31,8 @@ def test_bench_epoch_prints_a_row_per_backbone_with_its_peak_memory(folder, caps
     )
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
     assert [row[0] for row in rows] == ["bpr", "freedom"]
-    assert all(len(row) == 10 and float(row[6]) > 100 for row in rows)  # peak RSS in MB (torch alone > 100)
+    assert all(len(row) == 11 and float(row[6]) > 100 for row in rows)  # peak RSS in MB (torch alone > 100)
+    assert all(row[7] == "nan" for row in rows)  # no GPU memory on the CPU
     assert all(row[-1] == "True" for row in rows)  # the replaced evaluation gives the same per-user values
 
 

@@ -267,6 +267,7 @@ def test_schema_fills_defaults(tmp_path):
         "epochs": None,
         "patience": None,
         "device": "auto",
+        "jobs_per_gpu": None,
         "overrides": {},
         "backbone_overrides": {},
         "method_overrides": {},
@@ -324,9 +325,9 @@ def test_workflow_rejects_inconsistent_configs(tmp_path, change, message):
 @pytest.mark.parametrize(
     "visible, extra, expected",
     [
-        ("0,1", [], "2 visible GPU(s); GPU jobs at a time: 2"),
-        ("0,1,2,3", ["--resources", "gpu=1"], "4 visible GPU(s); GPU jobs at a time: 1"),
-        ("-1", [], "0 visible GPU(s); GPU jobs at a time: unlimited (CPU)"),
+        ("0,1", [], "2 visible GPU(s), 1 job(s) per GPU; GPU jobs at a time: 2"),
+        ("0,1,2,3", ["--resources", "gpu=1"], "4 visible GPU(s), 1 job(s) per GPU; GPU jobs at a time: 1"),
+        ("-1", [], "0 visible GPU(s), 1 job(s) per GPU; GPU jobs at a time: unlimited (CPU)"),
     ],
 )
 def test_gpu_cap_follows_the_visible_gpus(tmp_path, visible, extra, expected):
@@ -381,6 +382,63 @@ def test_physical_ids_follow_cuda_visible_devices(monkeypatch):
     assert gpu_claim.physical_ids(2) == ["2", "5"]
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert gpu_claim.physical_ids(3) == ["0", "1", "2"]
+
+
+def test_jobs_per_gpu_multiplies_the_gpu_slots(tmp_path):
+    config = yaml.safe_load(CONFIGS["test"].read_text())
+    config["train"]["jobs_per_gpu"] = 4
+    path = tmp_path / "packed.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", str(path), cwd=tmp_path, env={"CUDA_VISIBLE_DEVICES": "0,1"})
+    assert result.returncode == 0, result.stderr
+    assert "2 visible GPU(s), 4 job(s) per GPU; GPU jobs at a time: 8" in result.stdout + result.stderr
+
+
+def test_auto_jobs_per_gpu_follows_the_card_memory():
+    # nvidia-smi's memory.total of a 24 GB, an 80 GB and a 141 GB card, in GiB
+    assert [gpu_claim.auto_jobs_per_gpu(m) for m in (0.0, 23.6, 39.9, 79.6, 140.4, 1000.0)] == [1, 1, 1, 3, 7, 8]
+
+
+def _claim_slot_in_child(lock_dir: str, ready, release, out) -> None:
+    os.environ.update({"GUIDER_JOBS_PER_GPU": "2", "GUIDER_GPU_LOCK_DIR": lock_dir})
+    import torch
+
+    from guider.device import resolve_device
+
+    torch.cuda.is_available = lambda: True  # a fake machine with two cards
+    torch.cuda.device_count = lambda: 2
+    out.put(str(resolve_device("auto")))
+    ready.set()
+    release.wait(30)
+
+
+def test_concurrent_processes_fill_every_card_before_a_second_slot(tmp_path):
+    """Two slots per card on a faked 2-GPU machine: five concurrent jobs get cards 0, 1, 0, 1,
+    and the fifth, finding every slot held, shares card 0."""
+    ctx = multiprocessing.get_context("spawn")
+    release, out = ctx.Event(), ctx.Queue()
+    children = []
+    for _ in range(5):
+        ready = ctx.Event()
+        child = ctx.Process(target=_claim_slot_in_child, args=(str(tmp_path), ready, release, out))
+        child.start()
+        assert ready.wait(120)
+        children.append(child)
+    claims = [out.get(timeout=10) for _ in children]
+    release.set()
+    for child in children:
+        child.join(30)
+    assert claims == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"gpu-{d}.slot{j}.lock" for d in (0, 1) for j in (0, 1)]
+
+
+def test_jobs_per_gpu_must_be_a_positive_whole_number(monkeypatch, tmp_path):
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("GUIDER_JOBS_PER_GPU", bad)
+        with pytest.raises(ValueError, match="GUIDER_JOBS_PER_GPU"):
+            gpu_claim.claim_gpu(2, tmp_path, ["0", "1"])
+    monkeypatch.delenv("GUIDER_JOBS_PER_GPU")
+    assert gpu_claim.jobs_per_gpu() == 1
 
 
 # --- SLURM ---------------------------------------------------------------------------

@@ -33,6 +33,7 @@ try:  # the package's registries and typed configs check the config (installed, 
 except ImportError:
     sys.path.insert(0, str(Path(workflow.basedir)))
 from guider import workflow_config
+from guider.gpu_claim import JOBS_PER_GPU_ENV, auto_jobs_per_gpu
 from guider.objective import available_objectives
 from guider.report.labels import DENOISERS
 
@@ -149,15 +150,38 @@ def visible_gpu_count() -> int:
     return sum(line.startswith("GPU ") for line in listing.splitlines())
 
 
-# Training and feature jobs request gpu=1. With GPUs, at most one such job per card runs
-# at a time (the rest queue) and each claims a free card (guider.gpu_claim); without
+def gpu_memory_gib() -> list[float]:
+    """Total memory of each visible GPU in GiB (nvidia-smi), [] when it cannot be read."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    query = ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"]
+    try:
+        listing = subprocess.run(query, capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [float(line) / 1024 for line in listing.split() if line.replace(".", "", 1).isdigit()]
+
+
+def jobs_per_gpu() -> int:
+    """Training and feature jobs sharing one card: train.jobs_per_gpu, or when null one job
+    per 20 GiB of the smallest card (1 below 40 GiB, at most 8; guider.gpu_claim.auto_jobs_per_gpu)."""
+    chosen = config["train"]["jobs_per_gpu"]
+    return chosen if chosen is not None else auto_jobs_per_gpu(min(gpu_memory_gib(), default=0.0))
+
+
+# Training and feature jobs request gpu=1: one slot. With GPUs, the `gpu` resource holds
+# visible GPUs x jobs_per_gpu slots, so at most that many such jobs run at a time (the
+# rest queue), and each job claims a free slot on some card (guider.gpu_claim, told the
+# slot count through $GUIDER_JOBS_PER_GPU, which jobs inherit from this process); without
 # GPUs the resource is left unconstrained and jobs run on CPU. A profile cannot count
 # GPUs, so the cap is set here unless `--resources gpu=N` (or a profile) set one.
 GPU_COUNT = visible_gpu_count()
+JOBS_PER_GPU = jobs_per_gpu()
+os.environ[JOBS_PER_GPU_ENV] = str(JOBS_PER_GPU)  # not a rule param: changing it reruns nothing
 if GPU_COUNT and "gpu" not in workflow.global_resources:
-    workflow.register_resource("gpu", GPU_COUNT)
+    workflow.register_resource("gpu", GPU_COUNT * JOBS_PER_GPU)
 logger.info(
-    f"guider: {GPU_COUNT} visible GPU(s); GPU jobs at a time: "
+    f"guider: {GPU_COUNT} visible GPU(s), {JOBS_PER_GPU} job(s) per GPU; GPU jobs at a time: "
     + (str(workflow.global_resources["gpu"].value) if "gpu" in workflow.global_resources else "unlimited (CPU)")
 )
 
