@@ -23,10 +23,16 @@ COMMANDS: dict[tuple[str | None, str], tuple[str, str]] = {
     ("features", "text"): ("guider.features.text_cli", "extract text features of a dataset's items"),
     ("features", "image"): ("guider.features.image_cli", "extract image features of a dataset's items"),
     (None, "train"): ("guider.train_cli", "train a backbone (optionally with GUIDER) and evaluate it"),
+    ("tune", "points"): ("guider.tune_cli", "list a grid's points as --set pairs (what the workflow trains)"),
+    ("tune", "select"): (
+        "guider.tune_cli",
+        "choose a grid point on valid Recall@20; record the test-selection optimism",
+    ),
     ("report", "collect"): ("guider.report.collect_cli", "collect finished runs into runs.csv and training curves"),
     ("report", "table"): ("guider.report.table_cli", "Markdown + LaTeX tables (main with significance, ablation)"),
     ("report", "figure"): ("guider.report.figure_cli", "draw one report figure as PDF + PNG"),
     ("report", "summary"): ("guider.report.summary_cli", "metrics.json and noise-curve CSV for DVC"),
+    ("report", "tuning"): ("guider.report.tuning_cli", "the valid-vs-test model selection table of the tuning records"),
 }
 
 

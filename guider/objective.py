@@ -69,8 +69,9 @@ class Objective:
     Class attributes a plug-in sets: `display_name` (tables and figures), `sections` (its
     typed config sections, name -> Section class), `requires_features` ("none", "any" or
     "both": the item features the method needs), `reads_negatives` (True when it reads
-    sampled negatives itself), `early_stopping` and `artifacts` (files it writes into the
-    run folder, so a restarted run can clear them).
+    sampled negatives itself), `early_stopping`, `artifacts` (files it writes into the
+    run folder, so a restarted run can clear them) and `grid` (its hyper-parameter grid,
+    `section.key` -> values, for guider.tuning; read from the class itself, not inherited).
     """
 
     name: ClassVar[str] = "none"

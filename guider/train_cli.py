@@ -41,6 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="override one config value, e.g. --set train.lr=0.0005 --set model.n_layers=2",
     )
     parser.add_argument(
+        "--tuned",
+        type=Path,
+        metavar="RECORD",
+        help="train the chosen point of a tuning record (results/tuning/<dataset>/<backbone>/<method>.json, "
+        "guider tune select); its settings apply after every --set",
+    )
+    parser.add_argument(
         "--resume",
         nargs="?",
         const="auto",
@@ -64,6 +71,15 @@ def method_of(args: argparse.Namespace) -> str:
     return args.method or implied or "none"
 
 
+def tuned_sets(record: Path | None) -> list[str]:
+    """The `--set` pairs of a tuning record's chosen point ([] without --tuned)."""
+    if record is None:
+        return []
+    from guider.tuning import tuned_sets as read_sets
+
+    return read_sets(record)
+
+
 def run(args: argparse.Namespace) -> int:
     from guider.train import train
 
@@ -76,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=args.device,
             config_file=args.config,
-            sets=args.sets,
+            sets=[*args.sets, *tuned_sets(args.tuned)],
             epochs=args.epochs,
             patience=args.patience,
             resume=args.resume,

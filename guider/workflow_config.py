@@ -58,14 +58,15 @@ def _yaml_scalar(value: Any) -> str:
     return str(value)
 
 
-def check_runs(train: Mapping[str, Any], pairs: Iterable[tuple[str, str]]) -> None:
-    """Resolve the run config of every (backbone, method); ValueError naming the config key."""
+def check_runs(train: Mapping[str, Any], pairs: Iterable[tuple[str, str]], extra_sets: Iterable[str] = ()) -> None:
+    """Resolve the run config of every (backbone, method), with `extra_sets` (a tuning grid
+    point) after the config's overrides; ValueError naming the config key."""
     for backbone, method in sorted(set(pairs)):
         try:
             resolve_run_config(
                 backbone,
                 method=method,
-                sets=override_pairs(train, backbone, method),
+                sets=[*override_pairs(train, backbone, method), *extra_sets],
                 epochs=train.get("epochs"),
                 patience=train.get("patience"),
             )

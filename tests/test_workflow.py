@@ -6,6 +6,8 @@ end-to-end run of the tiny test config (slow).
 from __future__ import annotations
 
 import itertools
+import json
+import math
 import multiprocessing
 import os
 import re
@@ -113,7 +115,39 @@ def expected_counts(config: dict) -> dict[str, int]:
         counts["baselines_table"] = 1
     if noisy:
         counts["noise_curve"] = counts["robustness_table"] = 1
+    counts.update(tuning_counts(config, runs))
     return {rule: n for rule, n in counts.items() if n}
+
+
+GUIDER_GRID_POINTS = 3 * 2 * 2  # kd.weight x amsc.tau x dbpr.false_weight
+
+
+def tuning_counts(config: dict, runs: set) -> dict[str, int]:
+    """Grid-point trainings and tuning records a config implies (plain tunes the backbone's
+    grid; only `paper` records a grid of its own; max_points caps each grid)."""
+    tune = config.get("tuning")
+    if not tune:
+        return {}
+    from guider.models import get_class
+
+    def size(backbone: str, method: str) -> int:
+        if method == "none":
+            grid = (tune.get("backbone_grids") or {}).get(backbone) or get_class(backbone).Config.grid
+            n = math.prod(len(v) for v in grid.values())
+        else:
+            grid = (tune.get("method_grids") or {}).get(method)
+            n = math.prod(len(v) for v in grid.values()) if grid else GUIDER_GRID_POINTS * (method == "paper")
+        return min(n, tune.get("max_points") or n)
+
+    tuned = {
+        (d, b, m if size(b, m) else "none")
+        for d, _, b, m in runs
+        if tune.get("datasets") in (None, [d]) or d in tune["datasets"]
+        if tune.get("backbones") is None or b in tune["backbones"]
+    }
+    tuned |= {(d, b, "none") for d, b, _ in tuned}
+    points = sum(size(b, m) for _, b, m in tuned)
+    return {"tune_point": points, "tune_select": len(tuned), "tuning_table": int(points > 0)}
 
 
 # --- dry runs ------------------------------------------------------------------------
@@ -148,6 +182,18 @@ def test_noise_study_config_runs_three_kinds_at_three_ratios(tmp_path):
     assert counts["train"] == 3 * 2 * (1 + 3 * 3) * 3 and counts["noisy_copy"] == 9 and counts["figure"] == 6
 
 
+def test_tuning_null_trains_every_run_at_its_configured_point(tmp_path):
+    config = yaml.safe_load(CONFIGS["test"].read_text())
+    config["tuning"] = None
+    path = tmp_path / "untuned.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "-p", "--configfile", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts == expected_counts(config) and "tune_point" not in counts and counts["train"] == 18
+    assert "--tuned" not in result.stdout
+
+
 def test_demo_dry_run_replaces_the_paper_config(tmp_path):
     result = snakemake("-n", "-p", "--configfile", str(CONFIGS["demo"]), cwd=tmp_path)
     text = result.stdout + result.stderr
@@ -165,6 +211,9 @@ def test_paper_config_counts_by_hand():
     assert counts["prepare"] == counts["text_features"] == counts["image_features"] == 4
     assert counts["noisy_copy"] == 9 and counts["natural_copy"] == 1
     assert counts["figure"] == 2 + 1 + 3 + 1  # comparison, curves, ablation, noise_add/delete/modality, detection
+    # grids capped at 16 points: BPR 7, LightGCN 20 -> 16, VBPR 7, ..., plus GUIDER's 12 on each backbone, 4 datasets
+    assert counts["tune_point"] == 4 * (7 + 16 + 7 + 16 + 16 + 16 + 16 + 16 + 8 + 8 + 16 + 3 + 1 + 16 + 1 + 15 * 12)
+    assert counts["tune_select"] == 4 * 15 * 2 and counts["tuning_table"] == 1
 
 
 def test_paper_dry_run_lists_every_stage_and_run(paper_dry_run):
@@ -200,8 +249,23 @@ def test_paper_dry_run_lists_every_stage_and_run(paper_dry_run):
 
 def test_train_commands_carry_each_method(paper_dry_run):
     lines = paper_dry_run.splitlines()
-    commands = [line[line.index("guider train") :] for line in lines if "guider train" in line]
-    assert len(commands) == expected_counts(yaml.safe_load(CONFIGS["config"].read_text()))["train"] == 4830
+    every = [line[line.index("guider train") :] for line in lines if "guider train" in line]
+    commands = [c for c in every if "--out results/runs/" in c]
+    points = [c for c in every if "--out results/tuning/" in c]
+    counts = expected_counts(yaml.safe_load(CONFIGS["config"].read_text()))
+    assert len(commands) == counts["train"] == 4830 and len(points) == counts["tune_point"] == len(every) - 4830
+    for command in points:
+        dataset, backbone, method, point = re.search(
+            r"--out results/tuning/(\w+)/(\w+)/(\w+)/point(\d+)", command
+        ).groups()
+        assert f"--method {method} " in command and "--seed 0 " in command and f"--backbone {backbone}" in command
+        inherited = f"--tuned results/tuning/{dataset}/{backbone}/none.json"
+        assert (inherited in command) == (method != "none")  # a method's grid sits on plain's chosen point
+    for command in commands:
+        out = re.search(r"--out (\S+)", command).group(1)
+        key = parse_run_path(f"{out}/metrics.json")
+        record = key.method if key.method == "paper" else "none"  # only GUIDER records a grid of its own
+        assert f"--tuned results/tuning/{key.dataset}/{key.backbone}/{record}.json" in command
     for command in commands:
         out = re.search(r"--out (\S+)", command).group(1)
         key = parse_run_path(f"{out}/metrics.json")  # the report can read every run folder
@@ -309,6 +373,16 @@ def test_schema_rejects_bad_values(change, message, tmp_path):
             "ratios must be < 1",
         ),
         ({"methods": ["paper"]}, "compares 'paper' with 'none'"),
+        (
+            {
+                "tuning": {
+                    "backbone_grids": {"bpr": {"train.lr": [0.1]}},
+                    "method_grids": {"paper": {"train.lr": [0.2]}},
+                }
+            },
+            "the grid of method paper repeats ['train.lr'] of bpr's grid",
+        ),
+        ({"tuning": {"backbone_grids": {"bpr": {"model.nope": [1]}}}}, "config tuning: bpr/none grid point"),
     ],
 )
 def test_workflow_rejects_inconsistent_configs(tmp_path, change, message):
@@ -465,12 +539,19 @@ def test_tiny_config_end_to_end(tmp_path):
     for name in ("comparison", "curves", "ablation", "noise_add", "noise_modality", "detection"):
         assert (results / "figures" / f"{name}.png").stat().st_size > 10_000
         assert (results / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
-    for name in ("main.md", "main.tex", "ablation.md", "ablation.tex", "main_significance.csv", "robustness.md"):
+    for name in ("main.md", "main.tex", "ablation.md", "ablation.tex", "main_significance.csv", "robustness.md",
+                 "tuning.md", "tuning.tex"):  # fmt: skip
         assert (results / "tables" / name).stat().st_size > 0
     import pandas as pd
 
     runs = pd.read_csv(results / "summary" / "runs.csv")
     assert len(runs) == expected_counts(yaml.safe_load(Path(config).read_text()))["train"] == 18
+    record = json.loads((results / "tuning" / "tiny" / "bpr" / "paper.json").read_text())
+    assert len(record["points"]) == 2 and set(record["inherited"]) == {"model.reg_weight"}
+    trained = json.loads((results / "runs/tiny/base/bpr/paper/seed1/config.json").read_text())
+    assert trained["kd"]["weight"] == record["chosen"]["point"]["kd.weight"]
+    assert trained["model"]["reg_weight"] == record["inherited"]["model.reg_weight"]
+    assert "Chosen on valid" in (results / "tables" / "tuning.md").read_text()
     assert set(runs["method"]) == {"none", "paper", "tce"} and set(runs["noise_ratio"]) == {0.0, 0.3}
     assert set(runs["data"]) == {"base", "add0.3", "modality0.3"}
     noisy = runs[(runs["noise_ratio"] == 0.3) & (runs["method"] == "paper")]

@@ -71,6 +71,8 @@ class GuiderObjective(Objective):
 
     display_name = "GUIDER"
     sections = {"amsc": AMSCConfig, "teacher": TeacherConfig, "dbpr": DBPRConfig, "kd": KDConfig}
+    # the tuning grid (guider.tuning; not inherited by the ablations): 3 x 2 x 2 points around the defaults
+    grid = {"kd.weight": (0.05, 0.1, 0.2), "amsc.tau": (0.5, 1.0), "dbpr.false_weight": (0.25, 0.5)}
     requires_features = "any"  # AMSC's similarities come from the item features
     reads_negatives = True  # the teacher's (D)BPR and the KD candidates use them
     artifacts = ("teacher_metrics.json", "amsc.npz", "denoise.json")

@@ -8,11 +8,14 @@ depends on the config is a function here. Paths:
     results/data/<dataset>/<kind><r>/                      noisy copy: kind add|delete|modality, ratio r
     results/data/<dataset>/natural/                        copy with low-rated rows labelled as noise
     results/runs/<dataset>/<data>/<backbone>/<method>/seed<k>/   one training run
+    results/tuning/<dataset>/<backbone>/<method>/point<k>/       one grid point (tuning seed)
+    results/tuning/<dataset>/<backbone>/<method>.json            the tuning record (guider tune select)
     results/summary/ results/tables/ results/figures/      aggregates
     results/logs/                                          one log per job
 """
 
 import functools
+import json
 import os
 import shlex
 import shutil
@@ -32,7 +35,7 @@ try:  # the package's registries and typed configs check the config (installed, 
     import guider  # noqa: F401
 except ImportError:
     sys.path.insert(0, str(Path(workflow.basedir)))
-from guider import workflow_config
+from guider import tuning, workflow_config
 from guider.gpu_claim import JOBS_PER_GPU_ENV, auto_jobs_per_gpu
 from guider.objective import available_objectives
 from guider.report.labels import DENOISERS
@@ -50,6 +53,10 @@ if "variants" in config:  # the 0.1 name of `methods`, accepted for one release
         raise WorkflowError("config: both 'methods' and its deprecated name 'variants' are set; keep 'methods'")
     logger.warning("guider: config key 'variants' is deprecated; call it 'methods'")
     config["methods"] = config.pop("variants")
+
+
+if "tuning" in config and config["tuning"] is None:
+    del config["tuning"]  # `tuning: null` means no tuning, like no section (the validator cannot fill a null)
 
 
 def _validate_with_registries() -> None:
@@ -177,7 +184,7 @@ def jobs_per_gpu() -> int:
 # GPUs, so the cap is set here unless `--resources gpu=N` (or a profile) set one.
 GPU_COUNT = visible_gpu_count()
 JOBS_PER_GPU = jobs_per_gpu()
-os.environ[JOBS_PER_GPU_ENV] = str(JOBS_PER_GPU)  # not a rule param: changing it reruns nothing
+os.environ[JOBS_PER_GPU_ENV] = str(JOBS_PER_GPU)  # not a param of the rules, so changing it reruns nothing
 if GPU_COUNT and "gpu" not in workflow.global_resources:
     workflow.register_resource("gpu", GPU_COUNT * JOBS_PER_GPU)
 logger.info(
@@ -374,11 +381,133 @@ def run_files(name: str) -> list[str]:
     return [f"{RUN.format(**run)}/{name}" for run in study_runs()]
 
 
-def train_args(wildcards) -> str:
+# --- tuning --------------------------------------------------------------------------
+TUNING = config.get("tuning")  # None: every run at its configured point
+TUNING_ROOT = "results/tuning"
+
+
+def is_tuned(dataset: str, backbone: str) -> bool:
+    """Whether runs of this (dataset, backbone) train a tuned point."""
+    if TUNING is None:
+        return False
+    datasets, backbones = TUNING["datasets"], TUNING["backbones"]
+    return (datasets is None or dataset in datasets) and (backbones is None or backbone in backbones)
+
+
+@functools.cache
+def tuning_grid(backbone: str, method: str) -> dict:
+    """The grid of (backbone, method): the backbone's for plain training, the method's own otherwise."""
+    return tuning.grid_for(backbone, method, TUNING["backbone_grids"], TUNING["method_grids"])
+
+
+def record_method(backbone: str, method: str) -> str:
+    """The method whose tuning record a run uses: its own when it has a grid, else plain's."""
+    return method if method == tuning.PLAIN or tuning_grid(backbone, method) else tuning.PLAIN
+
+
+@functools.cache
+def tuning_points(backbone: str, method: str) -> tuple:
+    """The grid points trained for (backbone, method), in grid order (capped by max_points)."""
+    grid = tuning_grid(backbone, method)
+    return tuple(tuning.grid_points(grid, TUNING["max_points"], TUNING["subset_seed"]))
+
+
+def tuning_points_of(key: tuple) -> tuple:
+    """Grid points of a (dataset, backbone, method) tuning key; () for a method that inherits."""
+    _, backbone, method = key
+    return tuning_points(backbone, method) if record_method(backbone, method) == method else ()
+
+
+def tuning_record(dataset: str, backbone: str, method: str) -> str:
+    return f"{TUNING_ROOT}/{dataset}/{backbone}/{method}.json"
+
+
+def tuned_input(wildcards) -> dict:
+    """The tuning record a training run reads (`--tuned`), when its (dataset, backbone) is tuned."""
+    if not is_tuned(wildcards.dataset, wildcards.backbone):
+        return {}
+    method = record_method(wildcards.backbone, wildcards.method)
+    return {"tuned": tuning_record(wildcards.dataset, wildcards.backbone, method)}
+
+
+def tuning_keys() -> list[tuple]:
+    """(dataset, backbone, method) of every tuning record the studies need."""
+    keys = []
+    for dataset, _, backbone, method in STUDY_KEYS:
+        if is_tuned(dataset, backbone):
+            keys += [(dataset, backbone, tuning.PLAIN), (dataset, backbone, record_method(backbone, method))]
+    return list(dict.fromkeys(keys))
+
+
+def _check_tuning() -> None:
+    """Grids resolve to valid run configs and a method's grid does not repeat a backbone key
+    (the point trains on top of plain training's choice, which would otherwise win)."""
+    for _, backbone, method in tuning_keys():
+        grid = tuning_grid(backbone, method)
+        if method != tuning.PLAIN:
+            shared = set(grid) & set(tuning_grid(backbone, tuning.PLAIN))
+            if shared:
+                raise WorkflowError(
+                    f"config tuning: the grid of method {method} repeats {sorted(shared)} of {backbone}'s grid; "
+                    "tune those keys in tuning.backbone_grids"
+                )
+        for point in tuning_points(backbone, method)[:1] + tuning_points(backbone, method)[-1:]:
+            try:
+                workflow_config.check_runs(config["train"], [(backbone, method)], extra_sets=tuning.point_sets(point))
+            except ValueError as err:
+                raise WorkflowError(f"config tuning: {backbone}/{method} grid point {point}: {err}") from None
+
+
+def tuning_point_runs(wildcards) -> list[str]:
+    points = tuning_points(wildcards.backbone, wildcards.method)
+    folder = f"{TUNING_ROOT}/{wildcards.dataset}/{wildcards.backbone}/{wildcards.method}"
+    return [f"{folder}/point{k}/metrics.json" for k in range(len(points))]
+
+
+def tuning_inherit_input(wildcards) -> dict:
+    """Plain training's record, for a method's grid points and its record."""
+    if wildcards.method == tuning.PLAIN:
+        return {}
+    return {"inherit": tuning_record(wildcards.dataset, wildcards.backbone, tuning.PLAIN)}
+
+
+def tune_point_args(wildcards, input) -> str:
+    """`guider train` options of one grid point: the run's usual options at the tuning seed,
+    plain training's chosen point (`--tuned`) for a method's grid, the point's settings."""
+    point = tuning_points(wildcards.backbone, wildcards.method)[int(wildcards.point)]
+    args = [run_args(wildcards.backbone, wildcards.method, TUNING["seed"])]
+    args += [f"--tuned {input.inherit}"] if "inherit" in input.keys() else []
+    args += [f"--set {shlex.quote(pair)}" for pair in tuning.point_sets(point)]
+    return " ".join(args)
+
+
+def tune_select_args(wildcards, input) -> str:
+    grid = tuning_grid(wildcards.backbone, wildcards.method)
+    args = [f"--grid {shlex.quote(json.dumps(grid))}", f"--subset-seed {TUNING['subset_seed']}"]
+    args += [f"--max-points {TUNING['max_points']}"] if TUNING["max_points"] is not None else []
+    args += [f"--inherit {input.inherit}"] if "inherit" in input.keys() else []
+    runs = [os.path.dirname(path) for path in input.runs]
+    args += ["--runs", *runs] if runs else []
+    return " ".join(args)
+
+
+if TUNING is not None:
+    _check_tuning()
+
+
+def train_args(wildcards, input) -> str:
+    """The run's options, and `--tuned RECORD` when its (dataset, backbone) is tuned (one
+    param, so switching tuning on reruns exactly the runs whose settings change)."""
+    tuned = [f"--tuned {input.tuned}"] if "tuned" in input.keys() else []
+    return " ".join([run_args(wildcards.backbone, wildcards.method, wildcards.seed), *tuned])
+
+
+def run_args(backbone: str, method: str, seed) -> str:
+    """`guider train` options of one run: method, seed, device, epochs, the config's overrides."""
     train = config["train"]
-    args = [f"--method {wildcards.method}", f"--seed {wildcards.seed}", f"--device {train['device']}"]
+    args = [f"--method {method}", f"--seed {seed}", f"--device {train['device']}"]
     args += [f"--{key} {train[key]}" for key in ("epochs", "patience") if train[key] is not None]
-    args += [f"--set {pair}" for pair in workflow_config.override_pairs(train, wildcards.backbone, wildcards.method)]
+    args += [f"--set {pair}" for pair in workflow_config.override_pairs(train, backbone, method)]
     return " ".join(args)
 
 
@@ -451,6 +580,8 @@ def report_targets() -> list[str]:
         targets += ["results/tables/baselines.md", "results/tables/baselines.tex"]
     if has_noise_study():
         targets += ["results/summary/noise_curve.csv", "results/tables/robustness.md", "results/tables/robustness.tex"]
+    if any(tuning_points_of(key) for key in tuning_keys()):
+        targets += ["results/tables/tuning.md", "results/tables/tuning.tex"]
     targets += [f"results/figures/{name}.{fmt}" for name in figure_names() for fmt in ("png", "pdf")]
     return targets
 

@@ -108,6 +108,25 @@ rule robustness_table:
         "guider report table robustness --runs {input.runs} --out {params.stem} --metrics {params.metric} > {log} 2>&1"
 
 
+rule tuning_table:
+    input:
+        records=[tuning_record(*key) for key in tuning_keys()],
+    output:
+        md="results/tables/tuning.md",
+        tex="results/tables/tuning.tex",
+    log:
+        "results/logs/report/tuning_table.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    resources:
+        **job_resources("report"),
+    params:
+        stem=lambda wildcards, output: os.path.splitext(output.md)[0],
+    shell:
+        "guider report tuning --records {input.records} --out {params.stem} > {log} 2>&1"
+
+
 rule headline_metrics:
     input:
         runs="results/summary/runs.csv",

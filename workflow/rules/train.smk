@@ -6,6 +6,7 @@
 rule train:
     input:
         unpack(train_data_files),
+        unpack(tuned_input),
     output:
         metrics=f"{RUN}/metrics.json",
         per_user=f"{RUN}/per_user_test.csv",

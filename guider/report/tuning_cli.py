@@ -1,0 +1,24 @@
+"""`guider report tuning --records R1.json ... --out STEM`: the valid-vs-test selection table
+(STEM.md, STEM.tex) from the tuning records of `guider tune select`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--records", nargs="+", required=True, type=Path, help="tuning records (results/tuning/...)")
+    parser.add_argument("--out", required=True, type=Path, help="output stem: writes STEM.md and STEM.tex")
+
+
+def run(args: argparse.Namespace) -> int:
+    from guider.atomic import write_text
+    from guider.report import tuning_table
+    from guider.tuning import read_record
+
+    records = [read_record(path) for path in args.records]
+    write_text(Path(f"{args.out}.md"), tuning_table.markdown(records))
+    write_text(Path(f"{args.out}.tex"), tuning_table.latex(records))
+    print(f"tuning table -> {args.out}.md, {args.out}.tex")
+    return 0
