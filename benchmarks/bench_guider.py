@@ -42,8 +42,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
+from guider.atomic import write_text
 from guider.config import resolve_run_config
 from guider.data import load_dataset
 from guider.denoise import distill
@@ -75,6 +77,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--random-features",
         action="store_true",
         help="skip the encoders when generating data; Gaussian features for a folder without any",
+    )
+    parser.add_argument(
+        "--costs-out",
+        type=Path,
+        help="write the cost table `guider plan` reads (backbone, method, device, s/epoch, s/eval) to this CSV",
     )
     parser.add_argument(
         "--set",
@@ -301,10 +308,11 @@ def main(argv=None) -> int:
         f"{'AMSC':>6s} {'teacher':>8s} {'cands':>6s} {'OT':>6s} {'rest':>6s}   {'eval s':>6s} {'ratio w/ eval':>13s}"
     )
     print(header)
-    ratios = {}
+    ratios, costs = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         for backbone in backbones:
             r = bench_backbone(ds, backbone, args, Path(tmp))
+            costs += cost_rows(backbone, args, r)
             rest = 1.0 - sum(r.get(k, 0) for k in ("amsc", "teacher", "candidates", "ot"))
             ratios[backbone] = r["ratio"]
             before = f" {r['before_ratio']:6.2f} {r['before_kd_share']:6.0%}" if args.before else ""
@@ -317,7 +325,25 @@ def main(argv=None) -> int:
             )
     worst = max(ratios, key=ratios.get)
     print(f"max ratio {ratios[worst]:.2f} ({worst})")
+    if args.costs_out:
+        write_text(args.costs_out, pd.DataFrame(costs).to_csv(index=False))
+        print(f"cost table -> {args.costs_out}")
     return 0
+
+
+def cost_rows(backbone: str, args, r: dict) -> list[dict]:
+    """The two rows of `guider plan`'s cost table for one backbone: plain and the method."""
+    device = "cuda" if torch.cuda.is_available() else f"cpu ({args.threads} threads)"
+    return [
+        {
+            "backbone": backbone,
+            "method": method,
+            "device": device,
+            "seconds_per_epoch": seconds,
+            "seconds_per_eval": r["eval"],
+        }
+        for method, seconds in (("none", r["plain"]), (args.method, r["guided"]))
+    ]
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ COMMANDS: dict[tuple[str | None, str], tuple[str, str]] = {
     ("features", "text"): ("guider.features.text_cli", "extract text features of a dataset's items"),
     ("features", "image"): ("guider.features.image_cli", "extract image features of a dataset's items"),
     (None, "train"): ("guider.train_cli", "train a backbone (optionally with GUIDER) and evaluate it"),
+    (None, "plan"): ("guider.plan_cli", "count a config's trainings and project their GPU-hours and wall time"),
     ("tune", "points"): ("guider.tune_cli", "list a grid's points as --set pairs (what the workflow trains)"),
     ("tune", "select"): (
         "guider.tune_cli",

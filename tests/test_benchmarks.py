@@ -36,16 +36,23 @@ def test_bench_epoch_prints_a_row_per_backbone_with_its_peak_memory(folder, caps
     assert all(row[-1] == "True" for row in rows)  # the replaced evaluation gives the same per-user values
 
 
-def test_bench_guider_times_plain_and_paper(folder, capsys, monkeypatch):
+def test_bench_guider_times_plain_and_paper(folder, capsys, monkeypatch, tmp_path):
     sets = ["--set", "amsc.knn_k=3", "--set", "kd.candidates=12", "--set", "kd.teacher_top=4"]
+    costs = ["--costs-out", str(tmp_path / "costs.csv")]
     script("bench_guider", monkeypatch).main(
-        ["--data", str(folder), "--backbones", "bpr", "--epochs", "1", "--threads", "1", "--before", *sets]
+        ["--data", str(folder), "--backbones", "bpr", "--epochs", "1", "--threads", "1", "--before", *sets, *costs]
     )
     out = capsys.readouterr().out
     assert "max ratio" in out
     row = next(line.split() for line in out.splitlines() if line.startswith("bpr "))
     ratio, kd_share, before_ratio = float(row[3]), float(row[4].rstrip("%")), float(row[5])
     assert ratio > 1 and before_ratio > 1 and kd_share > 0  # GUIDER adds work; its KD costs something
+    from guider.plan import read_costs  # the cost table guider plan reads: the printed seconds
+
+    table = read_costs(tmp_path / "costs.csv").set_index("method")
+    assert table.loc["none", "seconds_per_epoch"] == pytest.approx(float(row[1]), abs=5e-4)
+    assert table.loc["paper", "seconds_per_epoch"] == pytest.approx(float(row[2]), abs=5e-4)
+    assert (table["backbone"] == "bpr").all() and (table["seconds_per_eval"] > 0).all()
 
 
 @pytest.mark.slow
