@@ -23,7 +23,7 @@ from guider.report.runs import parse_run_path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.prefix) / "bin"
-CONFIGS = {name: ROOT / "config" / f"{name}.yaml" for name in ("config", "demo", "test", "noise_small")}
+CONFIGS = {name: ROOT / "config" / f"{name}.yaml" for name in ("config", "demo", "test", "noise_small", "tuning_small")}
 
 
 def snakemake(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -180,6 +180,14 @@ def test_noise_study_config_runs_three_kinds_at_three_ratios(tmp_path):
     counts = job_counts(result.stdout + result.stderr)
     assert counts == expected_counts(yaml.safe_load(CONFIGS["noise_small"].read_text()))
     assert counts["train"] == 3 * 2 * (1 + 3 * 3) * 3 and counts["noisy_copy"] == 9 and counts["figure"] == 6
+
+
+def test_tuning_config_trains_six_points_per_backbone_and_guiders_twelve(tmp_path):
+    result = snakemake("-n", "--configfile", str(CONFIGS["tuning_small"]), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts == expected_counts(yaml.safe_load(CONFIGS["tuning_small"].read_text()))
+    assert (counts["tune_point"], counts["tune_select"], counts["train"]) == (6 + 6 + 12 + 12, 4, 12)
 
 
 def test_tuning_null_trains_every_run_at_its_configured_point(tmp_path):
