@@ -85,7 +85,8 @@ def study(tmp_path):
     return make_study(tmp_path)
 
 
-NOISE_LEVELS = [("add", 0.1), ("add", 0.3), ("modality", 0.2), ("delete", 0.2)]  # the fixture's noisy copies
+NOISE_LEVELS = [("add", 0.1), ("add", 0.3), ("modality", 0.2), ("delete", 0.2), ("natural", None)]  # noisy copies
+NATURAL_LEVEL = 0.15  # the metric drop the fixture gives the natural copy (which has no ratio)
 
 
 def make_study(tmp_path: Path):
@@ -113,8 +114,9 @@ def make_study(tmp_path: Path):
     for (kind, ratio), backbone, method, seed in itertools.product(
         NOISE_LEVELS, ["bpr", "lightgcn"], ["none", "paper"], range(3)
     ):
-        r20 = base[("baby", backbone)] * (1 - ratio) * (1 + lift[method]) + 0.001 * seed
-        labelled = {"kind": kind, "precision": 0.3 + ratio, "recall": 0.5 - ratio / 2 + 0.01 * seed, "base_rate": ratio}
+        level = NATURAL_LEVEL if ratio is None else ratio
+        r20 = base[("baby", backbone)] * (1 - level) * (1 + lift[method]) + 0.001 * seed
+        labelled = {"kind": kind, "precision": 0.3 + level, "recall": 0.5 - level / 2 + 0.01 * seed, "base_rate": level}
         detect = (
             {
                 "detector": "amsc",
@@ -129,7 +131,7 @@ def make_study(tmp_path: Path):
             write_run(
                 tmp_path / "runs",
                 "baby",
-                data_name(ratio, kind),
+                data_name(level, kind),
                 backbone,
                 method,
                 seed,
@@ -454,17 +456,22 @@ def test_headline_metrics_and_noise_curve(study):
     assert lg.loc[0.3, "drop"] == pytest.approx((0.07 * 0.7 * 1.1 + 0.001) / (0.077 + 0.001) - 1)
     delete = curve[(curve.backbone == "bpr") & (curve.method == "none") & (curve.noise_kind == "delete")]
     assert delete["noise_ratio"].tolist() == [0.0, 0.2] and delete["n"].tolist() == [3, 3]
-    assert set(curve.noise_kind) == {"add", "modality", "delete"}
+    assert set(curve.noise_kind) == {"add", "modality", "delete", "natural"}
+    natural = curve[(curve.backbone == "bpr") & (curve.method == "paper") & (curve.noise_kind == "natural")]
+    assert natural["noise_ratio"].isna().tolist() == [False, True]  # the base data at 0, then the natural copy
+    assert natural["drop"].iloc[1] == pytest.approx((0.05 * 0.85 * 1.1 + 0.001) / (0.055 + 0.001) - 1)
 
 
 def test_robustness_table_lists_each_kind_and_ratio_with_its_drop(study, tmp_path):
     runs, _ = study
     table = tables.robustness_table(runs, "recall@20")
-    assert table.groups == ["add 0.1", "add 0.3", "delete 0.2", "modality 0.2"]  # RATIO_KINDS order
+    assert table.groups == ["add 0.1", "add 0.3", "delete 0.2", "modality 0.2", "natural"]  # RATIO_KINDS, natural
     rows = {(row.block, row.label): row.cells for row in table.rows}
     assert set(rows) == {(f"Baby · {b}", m) for b in ("BPR", "LightGCN") for m in ("plain", "GUIDER")}
     clean, noisy = 0.077 + 0.001, 0.07 * 0.7 * 1.1 + 0.001
     assert rows[("Baby · LightGCN", "GUIDER")][1] == f"{noisy:.4f} ({noisy / clean - 1:+.1%})"
+    natural = 0.07 * 0.85 * 1.1 + 0.001
+    assert rows[("Baby · LightGCN", "GUIDER")][4] == f"{natural:.4f} ({natural / clean - 1:+.1%})"
     with pytest.raises(ValueError, match="no noise-study runs"):
         tables.robustness_table(runs[runs.data == "base"], "recall@20")
 
