@@ -43,14 +43,15 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(grid, dict):
         raise ValueError(f"--grid must be a JSON object of key -> list of values, got {args.grid!r}")
     points = tuning.grid_points(grid, args.max_points, args.subset_seed)
+    inherits = not grid and args.method != tuning.PLAIN  # no grid of its own: plain training's point
     if args.command == "points":
-        print(json.dumps(points if grid else []))
+        print(json.dumps([] if inherits else points))
         return 0
     if args.out is None:
         raise ValueError("guider tune select needs --out (the tuning record to write)")
     coordinates = {"dataset": args.dataset, "backbone": args.backbone, "method": args.method}
     inherited = tuning.read_record(args.inherit)["chosen"]["settings"] if args.inherit else {}
-    if not grid:
+    if inherits:
         if args.runs or args.inherit is None:
             raise ValueError(f"{args.backbone}/{args.method}: no grid to tune; pass --inherit (plain's record) only")
         record = tuning.inherited_record(tuning.read_record(args.inherit), **coordinates)

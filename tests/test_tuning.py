@@ -122,6 +122,9 @@ def test_a_method_without_a_grid_inherits_and_bad_records_are_named(tmp_path, ca
     record = json.loads(out.read_text())
     assert record["chosen"]["settings"] == {"train.lr": 0.001} and record["points"] == [] and record["optimism"] is None
     assert main([*args, "--out", str(out)]) == 2  # neither a grid nor a record to inherit
+    assert main(["tune", "points", "--backbone", "bpr", "--method", "tce"]) == 0
+    assert main(["tune", "points", "--backbone", "bpr", "--grid", "{}"]) == 0  # plain without a grid: one point
+    assert capsys.readouterr().out.split("\n")[-3:-1] == ["[]", "[{}]"]
     (tmp_path / "bad.json").write_text(json.dumps({"chosen": {}}))
     with pytest.raises(ValueError, match="bad.json: not a tuning record"):
         tuning.tuned_sets(tmp_path / "bad.json")
