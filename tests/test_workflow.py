@@ -574,6 +574,8 @@ def test_tiny_config_end_to_end(tmp_path):
         "How well AMSC finds each kind of noise",
         "Robustness to added interactions",
         "Robustness to swapped modalities",
+        "Model selection on the validation split",
+        "The noise study: test",
         "One row per training run",
         "of every backbone, plain (grey)",
     ):

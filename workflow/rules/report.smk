@@ -92,7 +92,7 @@ rule robustness_table:
     input:
         runs="results/summary/runs.csv",
     output:
-        md="results/tables/robustness.md",
+        md=report("results/tables/robustness.md", caption="../report/robustness.rst", category="Tables"),
         tex="results/tables/robustness.tex",
     log:
         "results/logs/report/robustness_table.log",
@@ -112,7 +112,7 @@ rule tuning_table:
     input:
         records=[tuning_record(*key) for key in tuning_keys()],
     output:
-        md="results/tables/tuning.md",
+        md=report("results/tables/tuning.md", caption="../report/tuning.rst", category="Tables"),
         tex="results/tables/tuning.tex",
     log:
         "results/logs/report/tuning_table.log",
