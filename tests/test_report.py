@@ -465,13 +465,14 @@ def test_headline_metrics_and_noise_curve(study):
 def test_robustness_table_lists_each_kind_and_ratio_with_its_drop(study, tmp_path):
     runs, _ = study
     table = tables.robustness_table(runs, "recall@20")
-    assert table.groups == ["add 0.1", "add 0.3", "delete 0.2", "modality 0.2", "natural"]  # RATIO_KINDS, natural
+    assert table.groups == ["clean", "add 0.1", "add 0.3", "delete 0.2", "modality 0.2", "natural"]
     rows = {(row.block, row.label): row.cells for row in table.rows}
     assert set(rows) == {(f"Baby · {b}", m) for b in ("BPR", "LightGCN") for m in ("plain", "GUIDER")}
     clean, noisy = 0.077 + 0.001, 0.07 * 0.7 * 1.1 + 0.001
-    assert rows[("Baby · LightGCN", "GUIDER")][1] == f"{noisy:.4f} ({noisy / clean - 1:+.1%})"
+    assert rows[("Baby · LightGCN", "GUIDER")][0] == f"{clean:.4f}"
+    assert rows[("Baby · LightGCN", "GUIDER")][2] == f"{noisy:.4f} ({noisy / clean - 1:+.1%})"
     natural = 0.07 * 0.85 * 1.1 + 0.001
-    assert rows[("Baby · LightGCN", "GUIDER")][4] == f"{natural:.4f} ({natural / clean - 1:+.1%})"
+    assert rows[("Baby · LightGCN", "GUIDER")][5] == f"{natural:.4f} ({natural / clean - 1:+.1%})"
     with pytest.raises(ValueError, match="no noise-study runs"):
         tables.robustness_table(runs[runs.data == "base"], "recall@20")
 

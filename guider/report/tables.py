@@ -304,34 +304,42 @@ def _bold_best(rows: list[Row]) -> None:
 
 
 def robustness_table(runs: pd.DataFrame, metric: str) -> Table:
-    """The noise study's drops: per dataset and backbone, a row per method; a column per noise
-    kind and ratio > 0 ("add 0.2"; natural: one column); each cell the test metric's mean over
-    seeds and, in brackets, its relative change from the base data (summary.noise_curve)."""
+    """The noise study's drops: per dataset and backbone, a row per method; a first column
+    "clean" (the base data), then a column per noise kind and ratio > 0 ("add 0.2"; natural:
+    one column); each noisy cell the test metric's mean over seeds and, in brackets, its
+    relative change from the clean data (summary.noise_curve)."""
     from guider.report.summary import noise_curve
 
     curve = noise_curve(runs, metric)
-    curve = curve[curve["noise_ratio"] != 0]
-    if curve.empty:
+    noisy = curve[curve["noise_ratio"] != 0]
+    if noisy.empty:
         raise ValueError("no noise-study runs found (runs on noisy copies of a dataset)")
-    kinds = [k for k in (*RATIO_KINDS, NATURAL) if k in set(curve["noise_kind"])]
-    columns = [(k, r) for k in kinds for r in sorted(curve.loc[curve["noise_kind"] == k, "noise_ratio"].unique())]
+    kinds = [k for k in (*RATIO_KINDS, NATURAL) if k in set(noisy["noise_kind"])]
+    columns = [(k, r) for k in kinds for r in sorted(noisy.loc[noisy["noise_kind"] == k, "noise_ratio"].unique())]
     table = Table(
         caption=f"Robustness: test {metric_name(metric)} on noisy copies (relative change from the clean data)",
-        groups=[k if k == NATURAL else f"{k} {r:g}" for k, r in columns],
+        groups=["clean"] + [k if k == NATURAL else f"{k} {r:g}" for k, r in columns],
         metrics=[metric],
         notes=[
-            "Columns: noise kind and ratio (natural: the low-rated interactions, no ratio). "
+            "Columns: the clean data, then noise kind and ratio (natural: the low-rated interactions, no ratio). "
             "A cell: mean over seeds (relative change of the mean from the clean data)."
         ],
     )
-    for dataset in dataset_order(curve["dataset"]):
-        for backbone in backbone_order(curve.loc[curve["dataset"] == dataset, "backbone"]):
+    for dataset in dataset_order(noisy["dataset"]):
+        for backbone in backbone_order(noisy.loc[noisy["dataset"] == dataset, "backbone"]):
             sel = curve[(curve["dataset"] == dataset) & (curve["backbone"] == backbone)]
             block = f"{dataset_name(dataset)} · {backbone_name(backbone)}"
             for method in method_order(sel["method"].unique()):
-                cells = [_drop_cell(sel[sel["method"] == method], kind, ratio) for kind, ratio in columns]
+                rows = sel[sel["method"] == method]
+                cells = [_clean_cell(rows)] + [_drop_cell(rows, kind, ratio) for kind, ratio in columns]
                 table.rows.append(Row(block, display_name(method), cells))
     return table
+
+
+def _clean_cell(rows: pd.DataFrame) -> str | None:
+    """The method's mean on the clean data (ratio 0, the same under every kind), None without base runs."""
+    clean = rows[rows["noise_ratio"] == 0]
+    return None if clean.empty else f"{float(clean['mean'].iloc[0]):.{DECIMALS}f}"
 
 
 def _drop_cell(rows: pd.DataFrame, kind: str, ratio: float) -> str | None:
