@@ -182,8 +182,9 @@ def epoch_seconds(runs: list[tuple[float, list[float]]], n_batches: int) -> floa
 
 @contextlib.contextmanager
 def former_kd_paths():
-    """The KD paths this suite used before the distillation was sped up: Sinkhorn in POT's
-    operation order, and the teacher's top items by masking pos/neg in a copy of its scores."""
+    """The KD paths this suite used before the distillation was reworked: Sinkhorn in POT's
+    operation order (the default again: see guider/denoise/sinkhorn.py), and the teacher's top
+    items by masking pos/neg in a copy of its scores."""
 
     def masked_copy_top(scores, pos, neg, n_top):
         masked = scores.clone()
