@@ -10,8 +10,8 @@ evaluation, on the device the table was measured on. A run costs
 
 where `epochs` is the mean `epochs_run` of finished runs of the same backbone and method
 (results/runs, results/tuning) when there are any, else `--assume-epochs` (capped by the
-run's `--epochs`). A method without its own row is costed as GUIDER when it is one of
-GUIDER's variants, else as plain training.
+run's `--epochs`). A method without its own row is costed as GUIDER when it distils from a
+teacher (GUIDER's ablations, as_released), else as plain training.
 
 Wall time for N GPUs x K jobs per GPU is GPU-hours / (N x min(K, 1 / share)), `share`
 being the fraction of a card one job keeps busy (`--gpu-share`, default 0.25: a
@@ -120,10 +120,11 @@ def cost_row(costs: pd.DataFrame, backbone: str, method: str) -> tuple[pd.Series
 
 
 def _family(method: str) -> str:
-    from guider.denoise.guider import GuiderObjective
+    """'paper' for a method that distils from a teacher (GUIDER, its ablations, as_released:
+    it has a `teacher` section), else 'none'."""
     from guider.objective import objective_class
 
-    return "paper" if issubclass(objective_class(method), GuiderObjective) else "none"
+    return "paper" if "teacher" in objective_class(method).sections else "none"
 
 
 def project(
