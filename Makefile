@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install lint format test test-fast demo bench clean-demo
+.PHONY: install lint format test test-fast test-slurm demo bench clean-demo
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ test: lint
 ## the fast subset, for the edit-test loop
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
+
+## the SLURM tests on a throw-away single-node cluster (root; installs slurm-wlm, munge and
+## MariaDB with apt-get when missing; skips, successfully, where that cannot be done)
+test-slurm: $(STAMP)
+	scripts/slurm_cluster.sh $(BIN)/pytest -q -m slurm tests/test_slurm_cluster.py; \
+	status=$$?; if [ $$status -eq 77 ]; then echo "test-slurm: skipped (see the reason above)"; exit 0; fi; exit $$status
 
 ## the whole workflow on the embedded synthetic dataset (offline, CPU), then the HTML report
 demo: $(STAMP)
