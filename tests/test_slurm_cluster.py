@@ -14,16 +14,14 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
+from snakemake_runner import ROOT, snakemake, snakemake_command, snakemake_env
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.prefix) / "bin"
 PROFILE = ROOT / "workflow" / "profiles" / "slurm"
 TEST_CONFIG = ROOT / "config" / "test.yaml"
 FAST_STATUS = ("--slurm-init-seconds-before-status-checks", "2")  # the plugin waits 40 s by default
@@ -37,20 +35,8 @@ pytestmark = [
 ]
 
 
-def snakemake(*args: str, cwd: Path, timeout: int = 1500) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run(
-        [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def on_slurm(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return snakemake("--profile", str(PROFILE), *FAST_STATUS, *args, cwd=cwd)
+    return snakemake("--profile", str(PROFILE), *FAST_STATUS, *args, cwd=cwd, timeout=1500)
 
 
 def accounting(since: str) -> list[dict]:
@@ -124,7 +110,7 @@ def test_the_tiny_config_runs_as_sbatch_jobs_with_the_outputs_of_a_local_run(tmp
     assert {r["state"] for r in rows} == {"COMPLETED"}, rows
     assert log.count("has been submitted with SLURM jobid") == len(rows)
 
-    reference = snakemake("--cores", "2", "--configfile", str(TEST_CONFIG), cwd=local)
+    reference = snakemake("--cores", "2", "--configfile", str(TEST_CONFIG), cwd=local, timeout=1500)
     assert reference.returncode == 0, reference.stderr[-4000:]
     outputs, expected = json_outputs(cluster / "results"), json_outputs(local / "results")
     assert sum(name.startswith("runs/") for name in outputs) == 18  # the table runs
@@ -185,11 +171,13 @@ def test_a_cancelled_training_job_is_resubmitted_and_resumes_from_its_checkpoint
     cluster, local = tmp_path / "slurm", tmp_path / "local"
     cluster.mkdir(), local.mkdir()
     since = now()
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    command = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), f"{RUN}/metrics.json", "--profile", str(PROFILE),
-               *FAST_STATUS, "--configfile", str(config)]  # fmt: skip
+    command = snakemake_command(
+        f"{RUN}/metrics.json", "--profile", str(PROFILE), *FAST_STATUS, "--configfile", str(config)
+    )
     with open(tmp_path / "snakemake.log", "w") as out:
-        process = subprocess.Popen(command, cwd=cluster, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            command, cwd=cluster, env=snakemake_env(), stdout=out, stderr=subprocess.STDOUT, text=True
+        )
         try:
             wait_for(cluster / RUN / "checkpoint.pt", process)
             victim = running_train_job()
@@ -208,7 +196,7 @@ def test_a_cancelled_training_job_is_resubmitted_and_resumes_from_its_checkpoint
     resumed_at = int(resumed.group(1))
     assert 0 < resumed_at < EPOCHS  # it went on from the middle, not from scratch
 
-    reference = snakemake(f"{RUN}/metrics.json", "--cores", "1", "--configfile", str(config), cwd=local)
+    reference = snakemake(f"{RUN}/metrics.json", "--cores", "1", "--configfile", str(config), cwd=local, timeout=1500)
     assert reference.returncode == 0, reference.stderr[-4000:]
     metrics = [without_timings(json.loads((root / RUN / "metrics.json").read_text())) for root in (cluster, local)]
     assert metrics[0] == metrics[1] and metrics[0]["epochs_run"] == EPOCHS

@@ -12,31 +12,16 @@ import multiprocessing
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from snakemake_runner import ROOT, snakemake
 
 from guider import gpu_claim
 from guider.report.runs import parse_run_path
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.prefix) / "bin"
 CONFIGS = {name: ROOT / "config" / f"{name}.yaml" for name in ("config", "demo", "test", "noise_small", "tuning_small")}
-
-
-def snakemake(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run snakemake on the repository's Snakefile; the job's `guider` is the one of this interpreter."""
-    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
-    return subprocess.run(
-        [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def job_counts(output: str) -> dict[str, int]:
