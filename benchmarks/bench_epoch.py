@@ -148,12 +148,14 @@ def measure(name: str, folder: str, epochs: int, device: str, threads: int, step
     from guider.config import resolve_run_config
     from guider.data import load_dataset
     from guider.device import resolve_device
-    from guider.train import Trainer
+    from guider.train import Trainer, use_run_determinism
 
     torch.set_num_threads(threads)
     ds = load_dataset(folder)
+    dev = resolve_device(device)
+    use_run_determinism(dev)  # the kernels a training run uses
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(ds, Path(tmp), resolve_run_config(name), resolve_device(device), progress=False)
+        trainer = Trainer(ds, Path(tmp), resolve_run_config(name), dev, progress=False)
         per_epoch = time_epochs(trainer, epochs, steps)
         (evaluation, forward), bare = time_eval(trainer), time_bare_topk(trainer)
         before, same = time_dense_mask_eval(trainer) if compare else (float("nan"), True)

@@ -16,9 +16,9 @@ and the rest (student forward/backward/Adam, sampling), by timing those calls.
 "KD/plain" is the distillation's own cost: GUIDER's epoch minus the plain epoch, the
 teacher's training (its DBPR step and the post-step forward that the next step reuses) and
 AMSC, as a fraction of the plain epoch (issue target: <= 20 %). `--before` also times, in the
-same alternation, a third trainer on the former KD paths (POT's operation order in Sinkhorn,
-the top-k on a masked copy of the teacher's scores) and prints its ratio and KD/plain next
-to the current ones.
+same alternation, a third trainer on the former KD paths (`former_kd_paths`: the top-k on a
+masked copy of the teacher's scores, candidate rows gathered by plain indexing, the Sinkhorn
+value from the full plan) and prints its ratio and KD/plain next to the current ones.
 
 The main ratio is the training pass only. A run also evaluates the student on the valid
 split after every epoch (`train.eval_every` 1), which costs plain and GUIDER the same; the
@@ -51,7 +51,8 @@ from guider.data import load_dataset
 from guider.denoise import distill
 from guider.denoise import guider as guider_objective
 from guider.models import available, get_class
-from guider.train import Trainer
+from guider.models import base as model_base
+from guider.train import Trainer, use_run_determinism
 
 DEFAULT_DATA = Path("results/tmp/bench_baby")
 
@@ -71,7 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (the issue's numbers: 2 cores)")
     parser.add_argument("--method", default="paper", help="the method timed against plain training")
     parser.add_argument(
-        "--before", action="store_true", help="also time the former KD paths (Sinkhorn in POT's order, masked top-k)"
+        "--before",
+        action="store_true",
+        help="also time the former KD paths (masked top-k, plain-indexing gather, plan value)",
     )
     parser.add_argument(
         "--random-features",
@@ -182,9 +185,11 @@ def epoch_seconds(runs: list[tuple[float, list[float]]], n_batches: int) -> floa
 
 @contextlib.contextmanager
 def former_kd_paths():
-    """The KD paths this suite used before the distillation was reworked: Sinkhorn in POT's
-    operation order (the default again: see guider/denoise/sinkhorn.py), and the teacher's top
-    items by masking pos/neg in a copy of its scores."""
+    """The KD paths this suite used before the distillation was reworked: the teacher's top
+    items by masking pos/neg in a copy of its scores, the candidates' rows gathered by
+    `table[index]` (student scores and teacher embeddings), and the Sinkhorn value from the
+    full [U, K, K] plan (POT's formula). Each was replaced by a bit-identical or tested path
+    (tests/test_ot.py, tests/test_models.py, tests/test_sinkhorn.py)."""
 
     def masked_copy_top(scores, pos, neg, n_top):
         masked = scores.clone()
@@ -193,13 +198,17 @@ def former_kd_paths():
         masked[rows, neg] = float("-inf")
         return masked.topk(n_top, dim=1).indices
 
-    saved = distill.sinkhorn_batch, distill._top_excluding
-    distill.sinkhorn_batch = functools.partial(saved[0], pot_order=True)
+    def plain_indexing(table, index):
+        return table[index]
+
+    saved = distill.sinkhorn_batch, distill._top_excluding, model_base.gather_rows, guider_objective.gather_rows
+    distill.sinkhorn_batch = functools.partial(saved[0], plan_value=True)
     distill._top_excluding = masked_copy_top
+    model_base.gather_rows = guider_objective.gather_rows = plain_indexing
     try:
         yield
     finally:
-        distill.sinkhorn_batch, distill._top_excluding = saved
+        distill.sinkhorn_batch, distill._top_excluding, model_base.gather_rows, guider_objective.gather_rows = saved
 
 
 class GuidedRun:
@@ -289,6 +298,7 @@ def amsc_cost(trainer: Trainer) -> tuple[float, int]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    use_run_determinism(torch.device("cpu"))  # the kernels a training run uses (both trainers are on CPU)
     data = args.data or baby_dataset(DEFAULT_DATA, args.random_features)
     ds = load_dataset(data)
     if args.random_features and not ds.has_features:

@@ -4,7 +4,10 @@ the same run on the LightGCN graph of a dataset:
 - propagation (3 layers, forward + backward): `guider.models.graph.propagate_mean` (CSR,
   one-product backward, running sum) vs COO `torch.sparse.mm` with stacked layers;
 - one Adam step over the user and item embeddings: `guider.optim.adam` (fused) vs
-  `torch.optim.Adam` (for-each).
+  `torch.optim.Adam` (for-each);
+- the candidate gather of GUIDER's KD scores (128 users x 50 candidates of the item table,
+  forward + backward, deterministic algorithms as in a training run):
+  `guider.models.base.gather_rows` (index_select) vs `table[index]` (accumulating index_put).
 
     python benchmarks/bench_kernels.py                    # synthetic baby-sized graph
     python benchmarks/bench_kernels.py --data DIR --threads 2
@@ -22,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from guider.models.base import gather_rows
 from guider.models.graph import propagate_mean, sym_norm_bipartite_adj, to_torch_sparse
 from guider.optim import adam
 
@@ -67,7 +71,8 @@ def median_ms(fn, repeats: int) -> float:
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    adj_scipy = sym_norm_bipartite_adj(train_matrix(args.data))
+    matrix = train_matrix(args.data)
+    adj_scipy = sym_norm_bipartite_adj(matrix)
     csr = to_torch_sparse(adj_scipy, torch.device("cpu"))
     coo = csr.to_sparse_coo().coalesce()
     ego = torch.nn.Parameter(torch.randn(adj_scipy.shape[0], args.dim) * 0.1)
@@ -91,7 +96,29 @@ def main(argv=None) -> int:
         f"Adam step, {ego.numel():,} params:      ours (fused) {fused:7.2f} ms   for-each {foreach:7.2f} ms   "
         f"speed-up {foreach / fused:5.2f}x"
     )
+    gather, indexing = gather_timings(matrix.shape[1], args)
+    print(
+        f"candidate gather fwd+bwd [128, 50]: ours (index_select) {gather:7.2f} ms   table[index] {indexing:7.2f} ms   "
+        f"speed-up {indexing / gather:5.2f}x"
+    )
     return 0
+
+
+def gather_timings(n_items: int, args) -> tuple[float, float]:
+    """(ms of gather_rows, ms of plain indexing): forward + backward of candidate scores."""
+    torch.use_deterministic_algorithms(True, warn_only=True)  # as guider.train.use_run_determinism on CPU
+    gen = torch.Generator().manual_seed(0)
+    table = torch.nn.Parameter(torch.randn(n_items, args.dim, generator=gen))
+    users = torch.nn.Parameter(torch.randn(128, args.dim, generator=gen))
+    cands = torch.randint(n_items, (128, 50), generator=gen)
+    upstream = torch.randn(128, 50, generator=gen)
+
+    def scores(rows):
+        return lambda: (torch.einsum("bd,bcd->bc", users, rows()) * upstream).sum().backward()
+
+    ours = median_ms(scores(lambda: gather_rows(table, cands)), args.repeats)
+    plain = median_ms(scores(lambda: table[cands]), args.repeats)
+    return ours, plain
 
 
 if __name__ == "__main__":

@@ -300,6 +300,13 @@ class Trainer:
         return metrics
 
 
+def use_run_determinism(device: torch.device) -> None:
+    """What every training run sets before it starts (benchmarks call it too, so they time
+    the same kernels): deterministic algorithms on CPU (warn-only where none exists)."""
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def versions() -> dict[str, str]:
     import ot
     import scipy
@@ -339,8 +346,7 @@ def train(
     ds = load_dataset(data_dir)
     config = config.with_data(ds.name, dataset_fingerprint(ds))
     dev = resolve_device(device)
-    if dev.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    use_run_determinism(dev)
     trainer = Trainer(ds, Path(out_dir), config, dev, progress=progress)  # writes nothing yet
     mode = "auto" if resume is True else (None if resume in (False, None) else resume)
     saved = prepare_run_dir(out_dir, config.to_dict(), mode)  # only now may old run files go

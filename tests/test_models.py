@@ -142,6 +142,36 @@ def test_scores_shapes_and_candidate_gather(name):
     assert torch.allclose(model.scores(emb, users, candidates), full.gather(1, candidates), atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(6,), (4, 6), (2, 3, 5)])
+def test_gather_rows_has_the_values_and_gradient_of_plain_indexing(shape):
+    """gather_rows (index_select on the flattened index) against table[index]: the same values
+    and, with repeated rows, the same accumulated gradient bit for bit, as in a training run
+    (deterministic algorithms on)."""
+    from guider.models.base import gather_rows
+
+    gen = torch.Generator().manual_seed(0)
+    table = torch.randn(7, 5, generator=gen, dtype=torch.float32)
+    index = torch.randint(7, shape, generator=gen)
+    index.view(-1)[:2] = 3
+    upstream = torch.randn(*shape, 5, generator=gen)
+    grads, values = [], []
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        for gather in (gather_rows, lambda t, i: t[i]):
+            leaf = table.clone().requires_grad_(True)
+            out = gather(leaf, index)
+            (out * upstream).sum().backward()
+            values.append(out.detach())
+            grads.append(leaf.grad)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    assert values[0].shape == (*shape, 5)
+    assert torch.equal(values[0], values[1])
+    assert torch.equal(grads[0], grads[1])
+    assert grads[0][3].abs().sum() > 0
+
+
 @pytest.mark.parametrize("name", available())
 def test_item_embeddings_shape(name):
     model = small_model(name, make_inputs())

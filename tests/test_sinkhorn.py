@@ -38,7 +38,7 @@ def test_same_scalings_and_values_as_pot(log_domain, reg, tol, max_iter, pot_sto
     value, scaling = sinkhorn_batch(cost, a, b, reg, max_iter, tol, log_domain=log_domain, pot_order=True)
     torch.testing.assert_close(scaling, scaling_ref, rtol=0, atol=0)
     torch.testing.assert_close(value, value_ref, rtol=1e-6, atol=1e-7)
-    fast_value, fast_scaling = sinkhorn_batch(cost, a, b, reg, max_iter, tol, log_domain=log_domain)
+    fast_value, fast_scaling = sinkhorn_batch(cost, a, b, reg, max_iter, tol, log_domain=log_domain, pot_order=False)
     if log_domain:  # the log domain has one order only: POT's
         torch.testing.assert_close(fast_scaling, scaling_ref, rtol=0, atol=0)
     else:  # batched mat-vec order: stops at the same check, agrees to float32 rounding
@@ -74,3 +74,34 @@ def test_float64_converged_value_matches_pot_per_user_solver():
     for u in range(4):
         reference = ot.solve(cost[u], a=a[u], b=b[u], reg=0.1, reg_type="entropy", max_iter=20000, tol=1e-13).value
         assert float(value[u]) == pytest.approx(float(reference), abs=1e-9)
+
+
+def near_identity_problem(seed: int, n_users: int = 64, k: int = 50):
+    """GUIDER's regime mid-training (captured from a BPR run on the baby preset): nearly
+    uniform marginals and 1 - cos costs of ~0.93 off the diagonal, 0 on it, so the kernel
+    exp(-M / 0.05) is nearly the identity and the scalings grow to e^(+-15): the case where
+    the value from the scalings cancels most (sum r log f and sum c log g ~ +-15 each)."""
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.softmax(0.3 * torch.randn(n_users, k, generator=gen), -1)
+    b = torch.softmax(0.3 * torch.randn(n_users, k, generator=gen), -1)
+    off = 0.93 + 0.04 * torch.randn(n_users, k, k, generator=gen)
+    cost = ((off + off.transpose(1, 2)) / 2).clamp(0, 2)
+    cost.diagonal(dim1=1, dim2=2).zero_()
+    return cost, a, b
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("pot_order", [True, False])
+def test_value_from_scalings_equals_the_float64_plan_value(seed, pot_order):
+    """The value from the scalings equals <T, M> + eps sum T log T of the plan those very
+    scalings define, evaluated entry by entry in float64 (the independent reference), in the
+    near-identity regime, at the default 30 iterations and run to 300."""
+    cost, a, b = near_identity_problem(seed)
+    for iters in (30, 300):
+        value, f = sinkhorn_batch(cost, a, b, 0.05, iters, 0.0, log_domain=False, pot_order=pot_order)
+        kernel = torch.exp(-cost.double() / 0.05)
+        g = b.double() / (kernel * f.double()[:, :, None]).sum(dim=1)  # the last half-step, from f
+        plan = f.double()[:, :, None] * kernel * g[:, None, :]
+        reference = (plan * cost.double()).sum(dim=(1, 2)) + 0.05 * (plan * torch.log(plan)).sum(dim=(1, 2))
+        assert float(f.double().log().abs().max()) > 5  # the cancelling regime is exercised
+        torch.testing.assert_close(value.double(), reference, rtol=1e-6, atol=1e-7)

@@ -47,7 +47,7 @@ from guider.denoise.distill import KD_LOSSES, KDConfig, build_candidates, kl_dis
 from guider.denoise.mgda import flat_gradient, min_norm_two
 from guider.denoise.reporting import detection_report, save_amsc, teacher_report
 from guider.denoise.teacher import Teacher, TeacherConfig, mixed_seed
-from guider.models.base import Embeddings, ModelInputs, Recommender
+from guider.models.base import Embeddings, ModelInputs, Recommender, gather_rows
 from guider.objective import Batch, Evaluator, Objective, register_objective
 from guider.settings import setting
 
@@ -192,7 +192,7 @@ class GuiderObjective(Objective):
         student_logits = self.model.scores(emb, users, cands)  # [U, K]
         if self.kd.loss == "kl":
             return kl_distillation(student_logits, teacher_logits, self.kd.temperature)
-        item_emb = self.teacher.model.item_embeddings(teacher_emb)[cands]  # [U, K, d]
+        item_emb = gather_rows(self.teacher.model.item_embeddings(teacher_emb), cands)  # [U, K, d]
         return ot_distillation(
             student_logits,
             teacher_logits,

@@ -1,6 +1,6 @@
 """Batched entropic OT that never reads the device: POT's `ot.batch.solve_batch` (methods
 "sinkhorn" and "log_sinkhorn", reg_type "entropy", grad "detach") with its stopping test
-kept on the device.
+kept on the device and, in the plain domain, the value taken from the scalings.
 
 POT (0.9.7, ot/batch/_utils.py `bregman_projection_batch`, `bregman_log_projection_batch`)
 iterates f = a / (K g), g = b / (K^T f) from f = g = 1 (log domain: u = log a - LSE(K + v),
@@ -12,16 +12,21 @@ and the scalings of the first check that passes are the ones kept (torch.where a
 only). The price is the iterations after convergence, none at GUIDER's defaults (kd.iters
 30, kd.tol 1e-5: POT ran all 30 iterations in every call we logged). tol <= 0 skips the check.
 
-Two orders of the same arithmetic (`pot_order`):
-- True (the default): POT's, element for element (broadcast product, then sum; value
-  <T, M> + reg sum T log(T + 1e-16) from the full plan). tests/test_sinkhorn.py compares
-  scalings exactly with POT.
+The value, in the plain domain, comes from the scalings alone: with T = diag(f) K diag(g),
+log T = log f + log K + log g, so <T, M> + reg sum T log T = reg (sum_i r_i log f_i +
+sum_j c_j log g_j), r and c the plan's row and column sums, summed in float64. POT builds
+the [B, n, m] plan and takes <T, M> + reg sum T log(T + 1e-16) from it, a logarithm per
+entry: at GUIDER's shapes that was ~1.3 of the solve's ~4.5 ms. The value agrees with POT's
+to the tests' rtol 1e-6 / atol 1e-7 (tests/test_sinkhorn.py); the scalings, and so the
+gradient GUIDER uses, are untouched. The log domain keeps POT's plan-based value.
+
+Two orders of the same iterations (`pot_order`):
+- True (the default): POT's, element for element (broadcast product, then sum).
+  tests/test_sinkhorn.py compares scalings exactly with POT.
 - False: K g and K^T f as batched matrix-vector products (no [B, n, m] temporary per
-  iteration) and the value from the scalings alone: with T = diag(f) K diag(g),
-  log T = log f + log K + log g, so <T, M> + reg sum T log T = reg (sum_i r_i log f_i +
-  sum_j c_j log g_j), r and c the plan's row and column sums. The float32 summation order
-  differs from POT's: scalings agree to a relative 1e-5 and values to 1e-6 (tested), and
-  both sit as close to the float64 solution as POT's own float32 result. Its speed depends
+  iteration). The float32 summation order differs from POT's: scalings agree to a
+  relative 1e-5 and values to 1e-6 (tested), and both sit as close to the float64
+  solution as POT's own float32 result. Its speed depends
   on the machine: at GUIDER's shapes (128 x 50 x 50, 30 iterations, 2 threads) it took
   3.75 ms against POT order's 5.85 ms on one CPU machine and 8.24 ms against 6.13 ms on
   another (torch 2.14.1, the same code), where bench_guider.py showed the whole GUIDER
@@ -45,9 +50,13 @@ def sinkhorn_batch(
     tol: float,
     log_domain: bool,
     pot_order: bool = True,
+    plan_value: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(value [B], source scaling [B, n]: u in the plain domain, log u in the log domain) of
-    min <T, M> + reg sum T log T, T 1 = a, T^T 1 = b, for cost M [B, n, m] (all detached)."""
+    min <T, M> + reg sum T log T, T 1 = a, T^T 1 = b, for cost M [B, n, m] (all detached).
+
+    `plan_value`: POT's value from the full plan also in the plain domain (the former path,
+    kept for `benchmarks/bench_guider.py --before`)."""
     if not log_domain and not pot_order:
         return _matvec_sinkhorn(cost, a, b, reg, max_iter, tol)
     kernel = -cost / reg if log_domain else torch.exp(-cost / reg)  # [B, n, m]
@@ -57,9 +66,20 @@ def sinkhorn_batch(
     g = torch.zeros_like(b) if log_domain else torch.ones_like(b)  # [B, m]
     converged = (lambda f, g: _converged(_plan(kernel, f, g, log_domain).sum(dim=2), a, tol)) if tol > 0 else None
     f, g = _iterate(lambda f, g: step(kernel, *targets, f, g), f, g, max_iter, converged)
+    if not log_domain and not plan_value:
+        rows, cols = f * (kernel * g[:, None, :]).sum(dim=2), g * (kernel * f[:, :, None]).sum(dim=1)
+        return _value_from_scalings(rows, cols, f, g, reg, cost.dtype), f
     plan = _plan(kernel, f, g, log_domain)  # [B, n, m]
     value = (cost * plan).sum(dim=(1, 2)) + reg * (plan * torch.log(plan + ENTROPY_EPS)).sum(dim=(1, 2))
     return value, f
+
+
+def _value_from_scalings(rows, cols, f, g, reg: float, dtype: torch.dtype) -> torch.Tensor:
+    """[B] <T, M> + reg sum T log T of T = diag(f) K diag(g), K = exp(-M / reg), from the
+    plan's row sums `rows` [B, n], column sums `cols` [B, m] and the scalings (module
+    docstring), summed in float64: no [B, n, m] plan, logarithm or product with the cost."""
+    rows, cols, f, g = rows.double(), cols.double(), f.double(), g.double()
+    return (reg * (torch.xlogy(rows, f).sum(dim=1) + torch.xlogy(cols, g).sum(dim=1))).to(dtype)
 
 
 def _matvec_sinkhorn(cost, a, b, reg: float, max_iter: int, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,8 +100,7 @@ def _matvec_sinkhorn(cost, a, b, reg: float, max_iter: int, tol: float) -> tuple
     rows = (f * torch.bmm(kernel, g))[:, :, 0]  # [B, n] row sums of the plan
     cols = (g * torch.bmm(kernel_t, f))[:, :, 0]  # [B, m] column sums
     f, g = f[:, :, 0], g[:, :, 0]
-    value = reg * ((rows * torch.log(f)).sum(dim=1) + (cols * torch.log(g)).sum(dim=1))
-    return value, f
+    return _value_from_scalings(rows, cols, f, g, reg, cost.dtype), f
 
 
 def _iterate(step, f, g, max_iter: int, converged):
