@@ -28,6 +28,7 @@ import torch
 from guider.models.base import gather_rows
 from guider.models.graph import propagate_mean, sym_norm_bipartite_adj, to_torch_sparse
 from guider.optim import adam
+from guider.train import use_run_determinism
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -106,7 +107,7 @@ def main(argv=None) -> int:
 
 def gather_timings(n_items: int, args) -> tuple[float, float]:
     """(ms of gather_rows, ms of plain indexing): forward + backward of candidate scores."""
-    torch.use_deterministic_algorithms(True, warn_only=True)  # as guider.train.use_run_determinism on CPU
+    use_run_determinism(torch.device("cpu"))  # the kernels a training run uses
     gen = torch.Generator().manual_seed(0)
     table = torch.nn.Parameter(torch.randn(n_items, args.dim, generator=gen))
     users = torch.nn.Parameter(torch.randn(128, args.dim, generator=gen))

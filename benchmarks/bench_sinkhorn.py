@@ -29,13 +29,12 @@ from pathlib import Path
 
 import torch
 
-from guider.config import resolve_run_config
 from guider.data import load_dataset
 from guider.denoise import distill
-from guider.train import Trainer, use_run_determinism
+from guider.train import use_run_determinism
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_guider import DEFAULT_DATA, baby_dataset  # noqa: E402
+from bench_guider import DEFAULT_DATA, baby_dataset, trainer_for  # noqa: E402
 
 BUDGETS = (1, 5, 10, 20, 30, 50, 100, 300, 1000)
 
@@ -65,9 +64,8 @@ def capture(data: Path, backbone: str, epochs: int, n_batches: int, sets: list[s
         del kept[:-n_batches]
         return original(p_student, p_teacher, cost, *args, **kwargs)
 
-    config = resolve_run_config(backbone, method="paper", sets=sets)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(ds, Path(tmp), config, torch.device("cpu"), progress=False)
+        trainer = trainer_for(ds, backbone, "paper", sets, Path(tmp))
         distill.entropic_ot = keep
         try:
             for epoch in range(epochs):
