@@ -2,9 +2,12 @@
 
 It answers GET and HEAD with Content-Length, honours `Range: bytes=N-` with 206 Partial
 Content, logs every request, and can misbehave on purpose: cut a transfer after N bytes
-(`cut_after`), answer 503 a number of times (`fail_times`), serve other bytes for a
-path (`override`), ignore Range headers (`ignore_range`) or answer slowly (`delay`, with
-`max_in_flight` counting concurrent requests).
+(`cut_after`, once; `close_after`, every time), answer 503 a number of times
+(`fail_times`), serve other bytes for a path (`override`), ignore Range headers
+(`ignore_range`), answer without a Content-Length and close the connection to end the
+body (`no_length`; a 206 then says `bytes N-M/*`), send the body in chunked encoding
+(`chunked`; with a cut, the terminating chunk never comes) or answer slowly (`delay`,
+with `max_in_flight` counting concurrent requests).
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ class Behaviour:
     fail_times: dict[str, int] = field(default_factory=dict)  # path -> number of 503 answers first
     override: dict[str, bytes] = field(default_factory=dict)  # path -> body served instead of the file
     ignore_range: set[str] = field(default_factory=set)  # paths answered 200 with the whole body
+    close_after: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before closing (every request)
+    no_length: set[str] = field(default_factory=set)  # paths answered without Content-Length (body ends at close)
+    chunked: set[str] = field(default_factory=set)  # paths answered with Transfer-Encoding: chunked
     delay: float = 0.0  # seconds each request waits before it is answered
     in_flight: int = 0
     max_in_flight: int = 0  # the most requests served at the same time
@@ -94,6 +100,8 @@ def _make_handler(server: UpstreamServer):
                 if failing:
                     behaviour.fail_times[path] -= 1
                 cut = behaviour.cut_after.pop(path, None) if send_body else None
+                if cut is None and send_body:
+                    cut = behaviour.close_after.get(path)
             if failing:
                 return self._empty(503, "Service Unavailable")
             body = behaviour.override.get(path)
@@ -102,9 +110,20 @@ def _make_handler(server: UpstreamServer):
                 if server.root.resolve() not in file.parents or not file.is_file():
                     return self._empty(404, "Not Found")
                 body = file.read_bytes()
-            self._send(body, send_body, cut, ranges=path not in behaviour.ignore_range)
+            no_length, chunked = path in behaviour.no_length, path in behaviour.chunked
+            self._send(
+                body, send_body, cut, ranges=path not in behaviour.ignore_range, length=not no_length, chunked=chunked
+            )
 
-        def _send(self, body: bytes, send_body: bool, cut: int | None, ranges: bool) -> None:
+        def _send(
+            self,
+            body: bytes,
+            send_body: bool,
+            cut: int | None,
+            ranges: bool,
+            length: bool = True,
+            chunked: bool = False,
+        ) -> None:
             start = 0
             match = RANGE.match(self.headers.get("Range", "")) if ranges else None
             if match:
@@ -112,16 +131,30 @@ def _make_handler(server: UpstreamServer):
                 if start >= len(body):
                     return self._empty(416, "Range Not Satisfiable", {"Content-Range": f"bytes */{len(body)}"})
                 self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                total = len(body) if length else "*"
+                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{total}")
             else:
                 self.send_response(200)
-            self.send_header("Content-Length", str(len(body) - start))
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            elif length:
+                self.send_header("Content-Length", str(len(body) - start))
+            else:  # the end of the body is the end of the connection
+                self.send_header("Connection", "close")
+                self.close_connection = True
             self.send_header("Accept-Ranges", "bytes")
             self.end_headers()
             if not send_body:
                 return
             payload = body[start:] if cut is None else body[start : start + cut]
-            self.wfile.write(payload)
+            if chunked:
+                for at in range(0, len(payload), 4096):
+                    piece = payload[at : at + 4096]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                if cut is None:
+                    self.wfile.write(b"0\r\n\r\n")
+            else:
+                self.wfile.write(payload)
             if cut is not None:  # drop the connection mid-transfer
                 self.wfile.flush()
                 self.close_connection = True

@@ -10,6 +10,10 @@ Inputs, under resources/<name>/ (registry roles):
 
 The item text is MMRec's sentence: "title brand categories[0]... description", a
 missing field read as one space, newlines replaced by spaces.
+
+Downloaded files are not trusted: meta lines are read with a length cap (a line longer
+than 1 MiB is an error, never held in memory), and `check_file` tells whether a file of
+each role is complete before the downloader gives it its final name or pins it.
 """
 
 from __future__ import annotations
@@ -28,10 +32,13 @@ import pandas as pd
 from guider.data.dataset import DatasetError
 from guider.data.prepared import ItemContent, find_images
 from guider.data.preprocess import RAW_COLUMNS, Interactions, build_interactions, drop_missing_and_duplicates, k_core
-from guider.data.registry import DatasetSpec
+from guider.data.registry import DatasetSpec, MiB, capped_lines, check_csv_lines
 
 log = logging.getLogger(__name__)
 ASIN_PATTERN = re.compile(r"""['"]asin['"]\s*:\s*['"]([^'"]+)['"]""")
+META_LINE_CAP = 1 * MiB  # real meta lines are < 100 KB
+RATINGS_LINE_CAP = 64 * 1024  # real ratings lines are ~50 bytes
+FEATURE_RECORD = 10 + 4096 * 4  # image_features_*.b: a 10-byte ASIN + 4096 float32 per item
 
 
 def read_ratings(path: str | Path) -> pd.DataFrame:
@@ -70,11 +77,15 @@ def _numeric_column(values: pd.Series, path: Path, column: str) -> pd.Series:
 
 
 def iter_meta(path: str | Path, keep: set[str] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) of every meta line whose asin is in `keep` (all lines when None)."""
+    """(line number, record) of every meta line whose asin is in `keep` (all lines when None).
+
+    Lines are read with a cap of META_LINE_CAP bytes: a longer one is a DatasetError.
+    """
     path = Path(path)
     try:
-        with gzip.open(path, "rt", encoding="utf-8", errors="replace") as handle:
-            for line_no, line in enumerate(handle, 1):
+        with gzip.open(path, "rb") as handle:
+            for line_no, raw in _meta_lines(handle, path):
+                line = raw.decode("utf-8", errors="replace")
                 if not line.strip():
                     continue
                 match = ASIN_PATTERN.search(line)
@@ -84,6 +95,13 @@ def iter_meta(path: str | Path, keep: set[str] | None = None) -> Iterator[tuple[
                     yield line_no, _literal_dict(line, path, line_no)
     except (OSError, EOFError, zlib.error) as err:
         raise DatasetError(f"{path}: not a readable gzip file ({err})") from err
+
+
+def _meta_lines(handle, path: Path) -> Iterator[tuple[int, bytes]]:
+    try:
+        yield from capped_lines(handle, META_LINE_CAP, path)
+    except DatasetError as err:
+        raise DatasetError(f"{err}: not an Amazon meta line") from None
 
 
 def _literal_dict(line: str, path: Path, line_no: int) -> dict[str, Any]:
@@ -102,6 +120,45 @@ def read_meta(path: str | Path, keep: set[str] | None = None) -> dict[str, dict[
     for _, record in iter_meta(path, keep):
         records.setdefault(record["asin"], record)
     return records
+
+
+# --- completeness of downloaded files (guider data download) --------------------------------
+
+
+def check_file(role: str, path: str | Path) -> None:
+    """Raise DatasetError unless `path` is a complete, well-formed file of `role`.
+
+    The downloader calls it before a file whose size it cannot otherwise trust (no
+    Content-Length, or trust on first use) gets its final name or a pin. A cut that falls
+    exactly at a line or record boundary cannot be told from a complete file, except in
+    gzip files, whose trailer seals them.
+    """
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise DatasetError(f"{path}: the file is empty")
+    if role == "ratings":
+        check_csv_lines(path, fields=4, cap=RATINGS_LINE_CAP, what="user,item,rating,timestamp")
+    elif role == "meta":
+        check_meta_file(path)
+    elif role == "image_features":
+        size = path.stat().st_size
+        if size % FEATURE_RECORD:
+            raise DatasetError(
+                f"{path}: {size:,} bytes is not a whole number of {FEATURE_RECORD:,}-byte records "
+                f"(10-byte ASIN + 4096 float32): the file is cut"
+            )
+    else:
+        raise DatasetError(f"{path}: no format check for an Amazon file of role {role!r}")
+
+
+def check_meta_file(path: Path) -> None:
+    """The meta file decompresses to its end with a valid gzip trailer, and no line is over the cap."""
+    try:
+        with gzip.open(path, "rb") as handle:
+            for _ in _meta_lines(handle, path):
+                pass
+    except (OSError, EOFError, zlib.error) as err:
+        raise DatasetError(f"{path}: not a complete gzip file ({err})") from err
 
 
 def item_sentence(record: dict[str, Any] | None) -> str:

@@ -80,7 +80,12 @@ class ChecksumLock:
     def _exclusive(self) -> Iterator[None]:
         """A sidecar flock so concurrent downloads (e.g. parallel Snakemake jobs) do not lose pins."""
         digest = hashlib.sha1(str(self.path.resolve()).encode()).hexdigest()[:16]
-        with open(Path(tempfile.gettempdir()) / f"guider-lock-{digest}.flock", "w") as handle:
+        sidecar = Path(tempfile.gettempdir()) / f"guider-lock-{os.getuid()}-{digest}.flock"
+        try:  # in a shared /tmp: never follow a planted symlink, never truncate what is there
+            fd = os.open(sidecar, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as err:
+            raise RuntimeError(f"{sidecar}: cannot open the lock of {self.path} ({err.strerror})") from err
+        with os.fdopen(fd, "r+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

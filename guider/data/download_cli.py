@@ -5,6 +5,16 @@ sha256 from the registry or the checksum lock); a file downloaded from its upstr
 for the first time is pinned into the lock (trust on first use). Then the images of the
 items that survive the protocol's k-core are fetched concurrently; the ones that cannot
 be fetched are listed in resources/NAME/images_failed.tsv and imputed later.
+
+The server is not trusted. A file whose size is unknown is capped (registry, per role),
+must arrive whole (announced length) or pass its dataset kind's format check before it
+gets its final name, and is pinned only after that check. Image file names come from
+item ids of the downloaded files: an id that is not one plain file name (see
+registry.SAFE_ITEM_ID: no '/', not '..', no control characters, <= 128 characters) is
+not downloaded; it is listed in images_failed.tsv with the reason "unsafe item id", a
+warning says how many, and the command still succeeds for the other items (those items
+are imputed like any other missing image). Every image path is also checked to resolve
+inside the images folder.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ import argparse
 import importlib
 import logging
 import os
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from urllib.parse import urlsplit
@@ -34,12 +45,21 @@ from guider.data.download import (
     remote_size,
     verify_file,
 )
-from guider.data.registry import DatasetSpec, UpstreamFile, get_dataset, with_mirror
+from guider.data.registry import (
+    IMAGE_SUFFIXES,
+    DatasetSpec,
+    UpstreamFile,
+    get_dataset,
+    is_safe_item_id,
+    with_mirror,
+)
 
 log = logging.getLogger(__name__)
 MIRROR_ENV = "GUIDER_DATA_MIRROR"
 FAILED_IMAGES_FILE = "images_failed.tsv"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"}
+UNSAFE_ID = "unsafe item id"
+UNSAFE_PATH = "unsafe image path"
+BAD_URL = "unusable image URL"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -144,7 +164,15 @@ def fetch_files(
             url = with_mirror(upstream.url, mirror)
             log.info("downloading %s -> %s", url, dest)
             fetched = fetch_file(
-                url, dest, size=size, sha256=sha256, settings=settings, session=session, progress=progress
+                url,
+                dest,
+                size=size,
+                sha256=sha256,
+                settings=settings,
+                session=session,
+                progress=progress,
+                max_size=upstream.size_cap,
+                check=partial(kind_module(spec).check_file, upstream.role),
             )
             log.info(
                 "%s: %d bytes, sha256 %s%s",
@@ -182,26 +210,65 @@ def check_reachable(url: str, spec: DatasetSpec, folder: Path, settings: HttpSet
 # --- item images -----------------------------------------------------------------------------
 
 
-def image_jobs(spec: DatasetSpec, folder: Path, mirror: str | None) -> tuple[list[ImageJob], list[str]]:
-    """(image downloads for the k-core items, items that have no image URL at all)."""
+def image_jobs(spec: DatasetSpec, folder: Path, mirror: str | None) -> tuple[list[ImageJob], list[str], dict[str, str]]:
+    """(image downloads for the k-core items, items that have no image URL, {item: reason} of refused items).
+
+    An item is refused when its id is not a safe file name, when its image path would
+    resolve outside the images folder, or when its image URL is not an http(s) URL.
+    """
     module = kind_module(spec)
     items = [str(item) for item in module.core_items(spec, folder)]
-    urls = module.image_urls(spec, folder, items)
+    refused = {item: UNSAFE_ID for item in items if not is_safe_item_id(item)}
+    if refused:
+        shown = ", ".join(repr(item[:40]) for item in list(refused)[:3])
+        log.warning(
+            "%s: %d item id(s) are not plain file names (e.g. %s); their images are not downloaded "
+            "(listed as %r in %s)",
+            spec.name,
+            len(refused),
+            shown,
+            UNSAFE_ID,
+            folder / FAILED_IMAGES_FILE,
+        )
+    safe = [item for item in items if item not in refused]
+    urls = module.image_urls(spec, folder, safe)
     target = folder / spec.images.folder
-    jobs = [
-        ImageJob(item, with_mirror(urls[item], mirror), target / f"{item}{_suffix(urls[item])}")
-        for item in items
-        if item in urls
-    ]
-    return jobs, [item for item in items if item not in urls]
+    root = target.resolve()
+    jobs = []
+    for item in safe:
+        if item not in urls:
+            continue
+        url = _image_url(urls[item], mirror)
+        if url is None:
+            refused[item] = BAD_URL
+            continue
+        dest = target / f"{item}{_suffix(url)}"
+        if dest.resolve().parent != root:  # defence in depth: e.g. a symlink planted in the folder
+            refused[item] = UNSAFE_PATH
+            continue
+        jobs.append(ImageJob(item, url, dest, spec.images.max_size))
+    return jobs, [item for item in safe if item not in urls], refused
+
+
+def _image_url(url: str, mirror: str | None) -> str | None:
+    """`url` through the mirror, or None when it is not an http(s) URL with a host."""
+    try:
+        url = with_mirror(url.strip(), mirror)
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return url
 
 
 def fetch_item_images(
     spec: DatasetSpec, folder: Path, mirror: str | None, settings: HttpSettings, *, workers: int, progress: bool
 ) -> dict[str, str]:
     """Fetch the item images; write and return {item: reason} of those that could not be fetched."""
-    jobs, without_url = image_jobs(spec, folder, mirror)
+    jobs, without_url, refused = image_jobs(spec, folder, mirror)
     failures = {item: "no image URL" for item in without_url}
+    failures.update(refused)
     pending = [job for job in jobs if not job.dest.exists()]
     if pending:
         try:
@@ -211,11 +278,12 @@ def fetch_item_images(
             log.warning("%s; the %d missing images will be imputed (rerun to fetch them)", err, len(pending))
             failures.update({job.key: "host unreachable" for job in pending})
     write_failures(folder / FAILED_IMAGES_FILE, failures, {job.key: job.url for job in jobs})
+    total = len(jobs) + len(without_url) + len(refused)
     log.info(
         "%s: %d of %d item images present, %d failed (listed in %s)",
         spec.name,
-        len(jobs) + len(without_url) - len(failures),
-        len(jobs) + len(without_url),
+        total - len(failures),
+        total,
         len(failures),
         folder / FAILED_IMAGES_FILE,
     )
@@ -291,13 +359,15 @@ def _sizes(
 def _image_plan(spec: DatasetSpec, folder: Path) -> str:
     source = f"{spec.images.field} of each meta line" if spec.images.origin == "meta" else spec.images.url_template
     try:
-        jobs, without_url = image_jobs(spec, folder, None)
+        jobs, without_url, refused = image_jobs(spec, folder, None)
     except (FileNotFoundError, KeyError, ValueError):
         return f"from {source}, for the items of the {spec.k_core}-core (counted once the files are present)"
     present = sum(job.dest.exists() for job in jobs)
     return (
-        f"{len(jobs)} from {source} for the {len(jobs) + len(without_url)} items of the {spec.k_core}-core "
-        f"({present} present, {len(without_url)} without a URL)"
+        f"{len(jobs)} from {source} for the {len(jobs) + len(without_url) + len(refused)} items of the "
+        f"{spec.k_core}-core ({present} present, {len(without_url)} without a URL"
+        + (f", {len(refused)} refused: unsafe id or URL" if refused else "")
+        + ")"
     )
 
 

@@ -9,11 +9,15 @@ Inputs, under resources/microlens/ (registry roles):
 
 The item text is the video title; the item image is its cover. The interactions go
 through the same cleaning, k-core, re-indexing and split as the Amazon datasets.
+
+Titles are read with a line-length cap (TITLE_LINE_CAP), and `check_file` tells whether
+a downloaded pairs or titles file is complete before it gets its final name or a pin.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 from pathlib import Path
 
@@ -23,9 +27,11 @@ import pandas as pd
 from guider.data.dataset import DatasetError
 from guider.data.prepared import ItemContent, find_images
 from guider.data.preprocess import Interactions, build_interactions, drop_missing_and_duplicates, k_core
-from guider.data.registry import DatasetSpec
+from guider.data.registry import DatasetSpec, MiB, capped_lines, check_csv_lines
 
 log = logging.getLogger(__name__)
+TITLE_LINE_CAP = 1 * MiB  # characters; real title lines are < 1 KB
+PAIRS_LINE_CAP = 64 * 1024  # real pairs lines are ~25 bytes
 
 
 def read_pairs(path: str | Path) -> pd.DataFrame:
@@ -62,16 +68,75 @@ def read_titles(path: str | Path) -> dict[str, str]:
     path = Path(path)
     titles: dict[str, str] = {}
     with open(path, encoding="utf-8", errors="replace", newline="") as handle:
-        for line_no, row in enumerate(csv.reader(handle), 1):
-            if not row or not "".join(row).strip():
-                continue
-            key = row[0].strip()
-            if not key.isdigit():
-                if line_no == 1:
-                    continue  # header
-                raise DatasetError(f"{path}: line {line_no}: item id {key!r} is not a number")
-            titles.setdefault(key, ",".join(row[1:]).strip())
+        lines = _Lines(handle, path)
+        try:
+            for line_no, row in enumerate(csv.reader(lines), 1):
+                if not row or not "".join(row).strip():
+                    continue
+                key = row[0].strip()
+                if not key.isdigit():
+                    if line_no == 1:
+                        continue  # header
+                    raise DatasetError(f"{path}: line {line_no}: item id {key!r} is not a number")
+                titles.setdefault(key, ",".join(row[1:]).strip())
+        except csv.Error as err:
+            raise DatasetError(f"{path}: line {lines.line_no}: not a CSV line ({err})") from err
     return titles
+
+
+class _Lines:
+    """The lines of a text file for csv.reader, each at most TITLE_LINE_CAP characters (DatasetError beyond)."""
+
+    def __init__(self, handle, path: Path):
+        self._lines = capped_lines(handle, TITLE_LINE_CAP, path)
+        self.line_no = 0
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        self.line_no, line = next(self._lines)
+        return line
+
+
+_END = "\x1eend of file\x1e"  # a line fed after the last one: it stays a record of its own unless a quote is open
+
+
+def _check_titles_csv(path: Path) -> None:
+    """The titles parse as read_titles reads them (csv, lenient) and no quoted field is left open at the end."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        lines = _Lines(handle, path)
+        last: list[str] = []
+        try:
+            for last in csv.reader(itertools.chain(lines, [_END + "\n"])):
+                pass
+        except csv.Error as err:
+            raise DatasetError(f"{path}: line {lines.line_no}: not a CSV line ({err})") from err
+    if last != [_END]:
+        raise DatasetError(f"{path}: a quoted field is still open at the end of the file: the file is cut")
+
+
+# --- completeness of downloaded files (guider data download) --------------------------------
+
+
+def check_file(role: str, path: str | Path) -> None:
+    """Raise DatasetError unless `path` is a complete, well-formed file of `role` (pairs or titles).
+
+    A cut that falls exactly at the end of a line cannot be told from a complete file.
+    """
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise DatasetError(f"{path}: the file is empty")
+    if role == "pairs":
+        check_csv_lines(path, fields=3, cap=PAIRS_LINE_CAP, what="user,item,timestamp")
+    elif role == "titles":
+        with open(path, "rb") as handle:
+            handle.seek(-1, 2)
+            if handle.read(1) not in (b"\n", b"\r"):
+                raise DatasetError(f"{path}: the last line does not end with a newline: the file is cut")
+        _check_titles_csv(path)
+    else:
+        raise DatasetError(f"{path}: no format check for a MicroLens file of role {role!r}")
 
 
 def core_items(spec: DatasetSpec, folder: Path) -> np.ndarray:

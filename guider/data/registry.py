@@ -5,21 +5,51 @@ The data lives in `datasets.yaml` next to this module. A spec names every upstre
 processed dataset must reproduce, and where item images come from. `with_mirror`
 rewrites a URL to an institutional mirror, a local cache or a test server that serves
 the same paths.
+
+It also says what a downloaded file may be, because the server is not trusted: a size
+cap per role (`ROLE_MAX_BYTES`, for files whose size is not known yet; `max_size` in the
+YAML overrides it) and per image (`IMAGE_MAX_BYTES`), the rule an item id must follow to
+become an image file name (`is_safe_item_id`), and `capped_lines`, the line reader the
+dataset kinds use so that one endless line cannot exhaust memory. The format check of
+each role (is this file complete?) lives with its dataset kind (`check_file` in
+guider/data/amazon.py and guider/data/microlens.py).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, AnyStr, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
+from guider.data.dataset import DatasetError
+
 DEFAULT_REGISTRY = Path(__file__).with_name("datasets.yaml")
 REGISTRY_ENV = "GUIDER_DATA_REGISTRY"
 KINDS = ("amazon", "microlens")
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+# The most bytes a download of a role may have while its size is not known (neither in the
+# registry nor in the checksum lock): generous, well above the largest real file of the role.
+# Clothing's image features are ~1.5M records of 16,394 bytes (~23 GiB), hence 32 GiB.
+ROLE_MAX_BYTES = {
+    "ratings": 2 * GiB,
+    "meta": 4 * GiB,
+    "image_features": 32 * GiB,
+    "pairs": 1 * GiB,
+    "titles": 1 * GiB,
+}
+DEFAULT_MAX_BYTES = 4 * GiB  # a role not listed above
+IMAGE_MAX_BYTES = 20 * MiB  # one item image (they are ~10-500 KB)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"}
+# An item id becomes a file name (images/<id>.jpg) only if it is one plain file name: no
+# path separator, not "." or "..", no hidden file, no control character, at most 128 chars.
+SAFE_ITEM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+SAFE_FILE_NAME = SAFE_ITEM_ID  # the same rule for the registry's file and folder names
 
 
 @dataclass(frozen=True)
@@ -29,6 +59,12 @@ class UpstreamFile:
     url: str
     size: int | None = None  # bytes, when known
     sha256: str | None = None  # when known; otherwise pinned on first download (checksum_lock.py)
+    max_size: int | None = None  # size cap while the size is unknown; None: the role's (ROLE_MAX_BYTES)
+
+    @property
+    def size_cap(self) -> int:
+        """The most bytes a download of this file may have when its size is not known."""
+        return self.max_size if self.max_size is not None else ROLE_MAX_BYTES.get(self.role, DEFAULT_MAX_BYTES)
 
 
 @dataclass(frozen=True)
@@ -39,6 +75,7 @@ class ImageSource:
     folder: str  # sub-folder of resources/<dataset>/ the images are saved into
     field: str | None = None
     url_template: str | None = None  # with an "{item}" placeholder
+    max_size: int = IMAGE_MAX_BYTES  # bytes per image
 
 
 @dataclass(frozen=True)
@@ -97,10 +134,53 @@ def with_mirror(url: str, mirror: str | None) -> str:
     return urlunsplit((base.scheme, base.netloc, base.path + original.path, original.query, ""))
 
 
+def is_safe_item_id(item: str) -> bool:
+    """True when `item` can be used as one file name (see SAFE_ITEM_ID)."""
+    return isinstance(item, str) and SAFE_ITEM_ID.fullmatch(item) is not None
+
+
+def capped_lines(handle: IO[AnyStr], cap: int, path: str | os.PathLike) -> Iterator[tuple[int, AnyStr]]:
+    """(line number, line) of an open file, never holding more than `cap` + 1 bytes/characters of a line.
+
+    A line (with its newline) longer than `cap` is a DatasetError naming the file and the line.
+    """
+    line_no = 0
+    while True:
+        line = handle.readline(cap + 1)
+        if not line:
+            return
+        line_no += 1
+        if len(line) > cap:
+            raise DatasetError(f"{path}: line {line_no} longer than {_human_cap(cap)}")
+        yield line_no, line
+
+
+def check_csv_lines(path: str | os.PathLike, *, fields: int, cap: int, what: str) -> None:
+    """Every line of a plain CSV without quoting ends with a newline and has `fields` fields (blank lines aside)."""
+    with open(path, "rb") as handle:
+        for line_no, line in capped_lines(handle, cap, path):
+            if not line.endswith(b"\n"):  # only the last line can lack it
+                raise DatasetError(
+                    f"{path}: the last line (line {line_no}) does not end with a newline: the file is cut"
+                )
+            body = line.rstrip(b"\r\n")
+            if body and body.count(b",") + 1 != fields:
+                raise DatasetError(f"{path}: line {line_no}: {body.count(b',') + 1} fields, expected {fields} ({what})")
+
+
+def _human_cap(size: int) -> str:
+    for unit, factor in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor} {unit}"
+    return f"{size:,} bytes"
+
+
 def _parse_spec(name: str, entry: Any, source: Path) -> DatasetSpec:
     where = f"{source}: dataset {name!r}"
     if not isinstance(entry, dict):
         raise ValueError(f"{where}: expected a mapping")
+    if not isinstance(name, str) or not SAFE_FILE_NAME.fullmatch(name):
+        raise ValueError(f"{where}: a dataset name must be a plain folder name (letters, digits, '._-')")
     missing = [key for key in ("kind", "files", "images", "expected") if key not in entry]
     if missing:
         raise ValueError(f"{where}: missing key(s) {missing}")
@@ -123,16 +203,42 @@ def _parse_spec(name: str, entry: Any, source: Path) -> DatasetSpec:
 def _parse_file(item: Any, where: str) -> UpstreamFile:
     if not isinstance(item, dict) or not {"name", "role", "url"} <= set(item):
         raise ValueError(f"{where}: every file needs name, role and url (got {item!r})")
-    size = item.get("size")
+    if not isinstance(item["name"], str) or not SAFE_FILE_NAME.fullmatch(item["name"]):
+        raise ValueError(f"{where}: file name {item['name']!r} must be a plain file name (letters, digits, '._-')")
+    size, max_size = item.get("size"), item.get("max_size")
     return UpstreamFile(
-        item["name"], item["role"], item["url"], int(size) if size is not None else None, item.get("sha256")
+        item["name"],
+        item["role"],
+        item["url"],
+        int(size) if size is not None else None,
+        item.get("sha256"),
+        _positive(max_size, f"{where}: file {item['name']!r}") if max_size is not None else None,
     )
+
+
+def _positive(value: Any, where: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number <= 0:
+        raise ValueError(f"{where}: max_size must be a positive number of bytes, got {value!r}")
+    return number
 
 
 def _parse_images(item: Any, where: str) -> ImageSource:
     if not isinstance(item, dict) or "from" not in item or "folder" not in item:
         raise ValueError(f"{where}: images needs 'from' and 'folder'")
-    source = ImageSource(item["from"], item["folder"], item.get("field"), item.get("url_template"))
+    if not isinstance(item["folder"], str) or not SAFE_FILE_NAME.fullmatch(item["folder"]):
+        raise ValueError(f"{where}: images folder {item['folder']!r} must be a plain folder name")
+    max_size = item.get("max_size")
+    source = ImageSource(
+        item["from"],
+        item["folder"],
+        item.get("field"),
+        item.get("url_template"),
+        _positive(max_size, f"{where}: images") if max_size is not None else IMAGE_MAX_BYTES,
+    )
     if source.origin == "meta" and not source.field:
         raise ValueError(f"{where}: images from meta need the meta 'field' holding the URL")
     if source.origin == "pairs" and "{item}" not in (source.url_template or ""):
