@@ -19,4 +19,4 @@ report: "workflow/report/workflow.rst"
 rule all:
     default_target: True
     input:
-        report_targets(),
+        STUDY.targets(),

@@ -35,6 +35,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def staging_dir(final: str | os.PathLike) -> Path:
+    """A fresh hidden folder beside `final`, to be renamed onto it once complete, with the
+    permissions of an ordinary folder (mkdtemp creates 0700; the user's umask applies)."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    os.chmod(folder, 0o777 & ~_umask())
+    return folder
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

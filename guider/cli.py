@@ -12,13 +12,15 @@ import importlib
 import logging
 import sys
 
+from guider.plugins import PluginError, load_plugins, split_plugin_options
+
 # (group, command) -> (module, one-line help). A group of None means a top-level command.
 COMMANDS: dict[tuple[str | None, str], tuple[str, str]] = {
     ("data", "synthetic"): ("guider.data.synthetic_cli", "generate the embedded synthetic dataset"),
     ("data", "import"): ("guider.data.import_cli", "import a dataset from another format (lattice, mmrec)"),
     ("data", "download"): ("guider.data.download_cli", "download a real dataset (baby, sports, clothing, microlens)"),
     ("data", "prepare"): ("guider.data.prepare_cli", "turn downloaded files into a dataset folder (protocol)"),
-    ("data", "noise"): ("guider.data.noise_cli", "copy a dataset with injected train noise (noise study)"),
+    ("data", "noise"): ("guider.data.noise.cli", "copy a dataset with injected train noise (noise study)"),
     ("data", "export"): ("guider.data.export_cli", "export a dataset folder to MMRec's layout"),
     ("features", "text"): ("guider.features.text_cli", "extract text features of a dataset's items"),
     ("features", "image"): ("guider.features.image_cli", "extract image features of a dataset's items"),
@@ -37,6 +39,12 @@ COMMANDS: dict[tuple[str | None, str], tuple[str, str]] = {
 }
 
 
+PLUGIN_HELP = (
+    "--plugin MODULE (any command, repeatable) imports a module that registers backbones, methods or noise "
+    "kinds; so do $GUIDER_PLUGINS and the 'guider.plugins' entry points (docs/extending.md)"
+)
+
+
 def _groups() -> dict[str | None, dict[str, tuple[str, str]]]:
     groups: dict[str | None, dict[str, tuple[str, str]]] = {}
     for (group, name), spec in COMMANDS.items():
@@ -46,7 +54,7 @@ def _groups() -> dict[str | None, dict[str, tuple[str, str]]]:
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """Parser whose sub-parsers are filled in only for the command named in `argv`."""
-    parser = argparse.ArgumentParser(prog="guider", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="guider", description=__doc__.splitlines()[0], epilog=PLUGIN_HELP)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     top = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     wanted = [a for a in argv if not a.startswith("-")][:2]
@@ -74,11 +82,18 @@ def _attach(parser: argparse.ArgumentParser, module_name: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    log = logging.getLogger("guider")
+    try:
+        plugins, argv = split_plugin_options(argv)
+        load_plugins(plugins)  # before the parsers: their help lists the registered names
+    except PluginError as err:
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+        log.error("%s", err)
+        return 2
     args = build_parser(argv).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    log = logging.getLogger("guider")
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

@@ -76,6 +76,9 @@ class Objective:
 
     name: ClassVar[str] = "none"
     display_name: ClassVar[str] = "plain"
+    # its place in the report: plain, guider (GUIDER itself), ablation (the ablation table),
+    # released (the authors' code), baseline (a denoising baseline: the baselines table), other
+    role: ClassVar[str] = "plain"
     sections: ClassVar[dict[str, type[Section]]] = {}
     requires_features: ClassVar[str] = "none"
     reads_negatives: ClassVar[bool] = False  # True: the objective itself reads Batch.neg
@@ -139,6 +142,7 @@ class Objective:
 
 _OBJECTIVES: dict[str, type[Objective]] = {"none": Objective}
 FEATURE_REQUIREMENTS = ("none", "any", "both")
+ROLES = ("plain", "guider", "ablation", "released", "baseline", "other")
 
 
 def register_objective(name: str):
@@ -149,6 +153,10 @@ def register_objective(name: str):
             raise ValueError(f"method {name!r} registered twice")
         if cls.requires_features not in FEATURE_REQUIREMENTS:
             raise ValueError(f"method {name!r}: requires_features must be one of {FEATURE_REQUIREMENTS}")
+        if "role" not in vars(cls):
+            cls.role = "other"  # a method says what it is; a subclass does not inherit its parent's place
+        if cls.role not in ROLES:
+            raise ValueError(f"method {name!r}: role must be one of {ROLES}, got {cls.role!r}")
         cls.name = name
         _OBJECTIVES[name] = cls
         return cls

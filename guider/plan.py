@@ -83,13 +83,25 @@ def dry_run(configfile: str | Path | None, root: str | Path, forceall: bool = Tr
 
 
 def read_costs(path: str | Path) -> pd.DataFrame:
-    """The cost table; ValueError naming the file and what is missing."""
-    table = pd.read_csv(path)
+    """The cost table; ValueError naming the file, and the row and column of a bad value."""
+    try:
+        table = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable CSV cost table ({err})") from None
     missing = [c for c in COST_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(
             f"{path}: not a cost table (missing columns {missing}; benchmarks/bench_guider.py --costs-out)"
         )
+    for column in ("seconds_per_epoch", "seconds_per_eval"):
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = values.isna() | ~values.between(0, float("inf"), inclusive="left")
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise ValueError(
+                f"{path}: line {row + 2}: {column} is {table[column].iloc[row]!r}; costs are finite seconds >= 0"
+            )
+        table[column] = values
     return table
 
 

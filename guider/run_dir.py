@@ -11,13 +11,22 @@ Before a run starts, `prepare_run_dir` decides what happens to `--out`:
 The checkpoint is read (safely, guider.checkpoint) before anything is changed, so a bad
 or hostile checkpoint leaves the folder exactly as it was. Files that no run writes are
 never touched.
+
+One writer per folder: `hold_run_dir` takes an advisory lock (flock on the run folder
+itself, so no lock file joins the outputs) for the run's whole life, before any file is
+changed; a second `guider train` on the same folder stops at once with one line naming the
+holder's PID (read from /proc/locks). The lock goes with the process: a killed run holds
+nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from guider.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
@@ -107,3 +116,39 @@ def prepare_run_dir(out_dir: str | Path, config: dict[str, Any], resume: str | N
             path.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
     return None
+
+
+@contextlib.contextmanager
+def hold_run_dir(out_dir: str | Path) -> Iterator[Path]:
+    """Hold the run folder's writer lock for the block (creating the folder); RunDirError
+    naming the holder's PID when another process holds it."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunDirError(f"--out {out_dir} is a file, not a folder; choose a folder for the run")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirError(
+                f"{out_dir} is in use by another guider train (PID {lock_holder(out_dir)}); wait for it to end "
+                "or stop it"
+            ) from None
+        yield out_dir
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def lock_holder(folder: Path) -> str:
+    """The PID holding a flock on `folder`, from /proc/locks (Linux); 'unknown' elsewhere."""
+    inode = os.stat(folder).st_ino
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == str(inode):
+            return fields[4]
+    return "unknown"

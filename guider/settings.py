@@ -148,7 +148,7 @@ def coerce(key: str, kind: Any, value: Any) -> Any:
 
 
 def _number(key: str, kind: type, value: Any) -> int | float:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or (isinstance(value, str) and value != value.strip()):
         raise ConfigError(f"{key} must be {_type_name(kind)}, got {value!r}")
     try:
         number = float(value)  # also parses '1e-4', which YAML 1.1 reads as a string

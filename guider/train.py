@@ -24,17 +24,18 @@ from tqdm.auto import tqdm
 
 import guider
 from guider.atomic import write_json, write_text
-from guider.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from guider.checkpoint import CHECKPOINT_NAME, CheckpointError, save_checkpoint
 from guider.config import RunConfig, resolve_run_config
 from guider.data import TEST, TRAIN, VALID, Dataset, load_dataset
 from guider.data.fingerprint import dataset_fingerprint
+from guider.data.noise import level_of
 from guider.data.sampling import NegativeSampler
 from guider.device import resolve_device
 from guider.metrics import EvalResult, evaluate
 from guider.models import ModelInputs, build_model
 from guider.objective import Batch, NonFiniteLoss, NonFiniteWatch, Objective, objective_class
 from guider.optim import adam
-from guider.run_dir import prepare_run_dir
+from guider.run_dir import hold_run_dir, prepare_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -193,13 +194,19 @@ class Trainer:
 
     def restore(self, saved: dict[str, Any]) -> None:
         """Continue from `saved`, a checkpoint of this very config (guider.run_dir checks that)."""
+        path = self.run_dir / CHECKPOINT_NAME
         if saved["config"] != self.config.to_dict():
-            raise ValueError(f"{self.run_dir}: the checkpoint belongs to another config or other data")
-        self.model.load_state_dict(saved["model"])
-        if self.optimizer is not None:
-            self.optimizer.load_state_dict(saved["optimizer"])
-        self.objective.load_state_dict(saved["objective"])
-        self.state = RunState(**saved["run"])
+            raise ValueError(f"{path}: the checkpoint belongs to another config or other data")
+        try:
+            self.model.load_state_dict(saved["model"])
+            if self.optimizer is not None:
+                self.optimizer.load_state_dict(saved["optimizer"])
+            self.objective.load_state_dict(saved["objective"])
+            self.state = RunState(**saved["run"])
+        except (RuntimeError, TypeError, KeyError, ValueError) as err:
+            raise CheckpointError(
+                f"{path}: does not fit this run ({_first_line(err)}); delete it to start the run afresh"
+            ) from None
         log.info("resumed %s at epoch %d", self.run_dir, self.state.epoch)
 
     # --- the loop ------------------------------------------------------------------------
@@ -266,10 +273,17 @@ class Trainer:
         return {"eval_seconds": time.perf_counter() - started, **{f"valid_{k}": v for k, v in valid.items()}}
 
     def _write_log(self) -> None:
-        write_text(self.run_dir / "log.csv", pd.DataFrame(self.state.log_rows).to_csv(index=False))
+        """log.csv: one row per finished epoch (only the header when no epoch ran)."""
+        rows = pd.DataFrame(self.state.log_rows) if self.state.log_rows else pd.DataFrame(columns=["epoch"])
+        write_text(self.run_dir / "log.csv", rows.to_csv(index=False))
 
     def finish(self) -> dict[str, Any]:
-        """Restore the best model, evaluate it on valid and test, write the run's artefacts."""
+        """Restore the best model, evaluate it on valid and test, write the run's artefacts.
+
+        Every output is (re)written here, log.csv included, so a run resumed from the
+        checkpoint of its last epoch (killed after it, or its outputs removed by a workflow
+        manager) trains no epoch and still ends with all its files."""
+        self._write_log()
         if self.state.best_model is not None:
             self.model.load_state_dict(self.state.best_model)
             self.objective.load_state_dict(self.state.best_objective)
@@ -285,6 +299,8 @@ class Trainer:
             "method": self.config.method,
             "seed": self.config.seed,
             "data_fingerprint": self.config.data_fingerprint,
+            "study": study_coordinates(self.ds),
+            "labels": run_labels(self.config.backbone, self.config.method),
             "best_epoch": max(self.state.best_epoch, 0),
             "epochs_run": epochs_run,
             "valid": valid.means(),
@@ -298,6 +314,34 @@ class Trainer:
         }
         write_json(self.run_dir / "metrics.json", metrics)
         return metrics
+
+
+def study_coordinates(ds: Dataset) -> dict[str, Any]:
+    """Where the run sits in a study: the dataset's name, its data level (base or a noisy copy's
+    folder name, from dataset.json's noise record), the noise kind and ratio (None: no ratio)."""
+    level, kind, ratio = level_of(ds.meta)
+    return {"dataset": ds.name, "data": level, "noise_kind": kind, "noise_ratio": None if ratio != ratio else ratio}
+
+
+def run_labels(backbone: str, method: str) -> dict[str, Any]:
+    """How tables name and order the run: display names, the method's role in the report, and
+    the registration order of both (the order the paper's tables list them)."""
+    from guider.models import get_class, registered
+    from guider.objective import available_objectives
+
+    method_class = objective_class(method)
+    return {
+        "backbone": get_class(backbone).display_name or backbone,
+        "method": method_class.display_name,
+        "method_role": method_class.role,
+        "backbone_rank": registered().index(backbone),
+        "method_rank": available_objectives().index(method),
+    }
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
 
 
 def use_run_determinism(device: torch.device) -> None:
@@ -349,9 +393,13 @@ def train(
     use_run_determinism(dev)
     trainer = Trainer(ds, Path(out_dir), config, dev, progress=progress)  # writes nothing yet
     mode = "auto" if resume is True else (None if resume in (False, None) else resume)
-    saved = prepare_run_dir(out_dir, config.to_dict(), mode)  # only now may old run files go
-    if saved is not None:
-        trainer.restore(saved)
-    write_json(Path(out_dir) / "config.json", {**config.to_dict(), "data": str(data_dir), "device": str(dev)})
-    trainer.fit()
-    return trainer.finish()
+    with hold_run_dir(out_dir):  # one writer per folder, from here to the last file
+        saved = prepare_run_dir(out_dir, config.to_dict(), mode)  # only now may old run files go
+        if saved is not None:
+            trainer.restore(saved)
+        described = {"data": str(data_dir), "device": str(dev), "study": study_coordinates(ds)}
+        write_json(
+            Path(out_dir) / "config.json", {**config.to_dict(), **described, "labels": run_labels(backbone, method)}
+        )
+        trainer.fit()
+        return trainer.finish()

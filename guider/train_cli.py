@@ -71,28 +71,30 @@ def method_of(args: argparse.Namespace) -> str:
     return args.method or implied or "none"
 
 
-def tuned_sets(record: Path | None) -> list[str]:
-    """The `--set` pairs of a tuning record's chosen point ([] without --tuned)."""
+def tuned_sets(record: Path | None, backbone: str, method: str) -> list[str]:
+    """The `--set` pairs of a tuning record's chosen point ([] without --tuned), checked to be
+    a record of this backbone and method."""
     if record is None:
         return []
     from guider.tuning import tuned_sets as read_sets
 
-    return read_sets(record)
+    return read_sets(record, backbone, method)
 
 
 def run(args: argparse.Namespace) -> int:
     from guider.train import train
 
+    method = method_of(args)
     try:
         metrics = train(
             args.data,
             args.out,
             args.backbone,
-            method=method_of(args),
+            method=method,
             seed=args.seed,
             device=args.device,
             config_file=args.config,
-            sets=[*args.sets, *tuned_sets(args.tuned)],
+            sets=[*args.sets, *tuned_sets(args.tuned, args.backbone, method)],
             epochs=args.epochs,
             patience=args.patience,
             resume=args.resume,

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="none", help="training method (default none: the backbone's own grid)")
     parser.add_argument(
         "--grid",
-        type=json.loads,
+        type=_json_argument,
         help="the grid as JSON, e.g. '{\"model.reg_weight\": [0.01, 0.001]}' (default: recorded)",
     )
     parser.add_argument("--max-points", type=int, help="train a seeded random subset of this many points")
@@ -36,13 +36,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="select: the tuning record to write")
 
 
+def _json_argument(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err})") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from guider import tuning
 
-    grid = tuning.grid_for(args.backbone, args.method) if args.grid is None else args.grid
-    if not isinstance(grid, dict):
-        raise ValueError(f"--grid must be a JSON object of key -> list of values, got {args.grid!r}")
+    grid = tuning.grid_for(args.backbone, args.method) if args.grid is None else tuning.check_grid(args.grid, "--grid")
     points = tuning.grid_points(grid, args.max_points, args.subset_seed)
+    tuning.check_point_keys(args.backbone, args.method, points)
     inherits = not grid and args.method != tuning.PLAIN  # no grid of its own: plain training's point
     if args.command == "points":
         print(json.dumps([] if inherits else points))

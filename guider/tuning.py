@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,6 +34,8 @@ from typing import Any
 import numpy as np
 
 from guider.atomic import write_json
+
+log = logging.getLogger(__name__)
 
 SELECTION_METRIC = "recall@20"
 PLAIN = "none"
@@ -69,20 +72,73 @@ def grid_for(
     return {key: tuple(values) for key, values in grid.items()}
 
 
-def grid_points(grid: Mapping[str, Sequence], max_points: int | None = None, subset_seed: int = 0) -> list[dict]:
-    """Every point of the grid (the product in key order, last key fastest), or a seeded
-    random subset of `max_points` of them in grid order."""
+MAX_FULL_GRID = 100_000  # a grid with more points needs max_points (a seeded subset)
+_MAX_DRAWABLE = 2**62  # the largest grid a subset can be drawn from
+
+
+def check_grid(grid: Any, where: str = "tuning grid") -> dict[str, tuple]:
+    """`grid` as {section.key: tuple of values}; ValueError naming the key when a key is not
+    `section.key` or its values are not a non-empty list of numbers, strings or booleans."""
+    if not isinstance(grid, Mapping):
+        raise ValueError(f"{where} must map section.key to a list of values, got {grid!r}")
+    checked = {}
     for key, values in grid.items():
+        if not isinstance(key, str) or key.count(".") < 1 or not all(part.isidentifier() for part in key.split(".")):
+            raise ValueError(f"{where}: key {key!r} is not section.key (e.g. model.reg_weight)")
+        if not isinstance(values, (list, tuple)):
+            raise ValueError(f"{where} {key}: the values must be a list (e.g. [0.01, 0.001]), got {values!r}")
         if len(values) == 0:
             raise ValueError(f"tuning grid {key}: no values")
-    keys = list(grid)
-    points = [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
-    if max_points is not None and len(points) > max_points:
-        if max_points < 1:
-            raise ValueError(f"tuning.max_points must be >= 1, got {max_points}")
-        kept = np.sort(np.random.default_rng(subset_seed).choice(len(points), max_points, replace=False))
-        points = [points[i] for i in kept]
-    return points
+        for value in values:
+            if not isinstance(value, (int, float, str, bool)) or (
+                isinstance(value, float) and not math.isfinite(value)
+            ):
+                raise ValueError(f"{where} {key}: {value!r} is not a finite number, a string or a boolean")
+        checked[key] = tuple(values)
+    return checked
+
+
+def grid_size(grid: Mapping[str, Sequence]) -> int:
+    return math.prod(len(values) for values in grid.values())
+
+
+def grid_points(grid: Mapping[str, Sequence], max_points: int | None = None, subset_seed: int = 0) -> list[dict]:
+    """Every point of the grid (the product in key order, last key fastest), or a seeded
+    random subset of `max_points` of them in grid order. The subset is drawn as indices into
+    the product, decoded one by one, so a huge grid is never built."""
+    grid = check_grid(grid)
+    if max_points is not None and max_points < 1:
+        raise ValueError(f"tuning.max_points must be >= 1, got {max_points}")
+    size = grid_size(grid)
+    if max_points is None or size <= max_points:
+        if size > MAX_FULL_GRID:
+            raise ValueError(
+                f"the tuning grid has {size:,} points (more than {MAX_FULL_GRID:,}); set max_points to train "
+                "a seeded random subset"
+            )
+        return [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+    if size > _MAX_DRAWABLE:
+        raise ValueError(f"the tuning grid has {size:.3g} points; too many to draw a subset from: make it smaller")
+    kept = np.sort(np.random.default_rng(subset_seed).choice(size, max_points, replace=False))
+    return [grid_point(grid, int(index)) for index in kept]
+
+
+def grid_point(grid: Mapping[str, Sequence], index: int) -> dict:
+    """The point at `index` of the product of the grid's values (last key fastest)."""
+    point = {}
+    for key in reversed(list(grid)):
+        index, position = divmod(index, len(grid[key]))
+        point[key] = grid[key][position]
+    return {key: point[key] for key in grid}
+
+
+def check_point_keys(backbone: str, method: str, points: Sequence[Mapping[str, Any]]) -> None:
+    """Every key of the grid is a setting of (backbone, method) and its first and last values
+    are valid there; ValueError (guider.settings.ConfigError) naming the key otherwise."""
+    from guider.config import resolve_run_config
+
+    for point in {0: points[0], len(points) - 1: points[-1]}.values() if points else ():
+        resolve_run_config(backbone, method=method, sets=point_sets(point))
 
 
 def point_sets(point: Mapping[str, Any]) -> list[str]:
@@ -91,10 +147,13 @@ def point_sets(point: Mapping[str, Any]) -> list[str]:
 
 
 def first_best(values: Sequence[float]) -> int:
-    """Index of the largest value, the earliest on ties; NaN never wins."""
+    """Index of the largest value, the earliest on ties; NaN never wins (and is logged)."""
     finite = [(-v, i) for i, v in enumerate(values) if v == v]
     if not finite:
         raise ValueError("no grid point has a finite selection metric")
+    skipped = [i for i, v in enumerate(values) if v != v]
+    if skipped:
+        log.warning("grid points %s have a NaN selection metric and cannot be chosen", skipped)
     return min(finite)[1]
 
 
@@ -102,14 +161,41 @@ def read_point_run(run_dir: str | Path, point: Mapping[str, Any]) -> dict[str, A
     """One trained grid point: its valid and test metrics, checked against its config.json
     (a run folder that trained other settings is an error, not a silent mismatch)."""
     run_dir = Path(run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    config = json.loads((run_dir / "config.json").read_text())
+    metrics = _read_json_object(run_dir / "metrics.json")
+    config = _read_json_object(run_dir / "config.json")
     for key, value in point.items():
         section, name = key.split(".", 1)
         got = (config.get(section) or {}).get(name, "<missing>")
         if not _same(got, value):
             raise ValueError(f"{run_dir}: grid point says {key}={value!r} but the run trained {key}={got!r}")
-    return {"valid": metrics["valid"], "test": metrics["test"], "best_epoch": metrics.get("best_epoch")}
+    splits = {split: _metric_values(metrics.get(split), run_dir / "metrics.json", split) for split in ("valid", "test")}
+    return {**splits, "best_epoch": metrics.get("best_epoch")}
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing (the grid point has not finished training)") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not readable JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
+
+
+def _metric_values(values: Any, path: Path, split: str) -> dict[str, float]:
+    """A split's metrics, each a number in [0, 1] or NaN; ValueError naming the file and key."""
+    if not isinstance(values, dict) or not values:
+        raise ValueError(f"{path}: no '{split}' metrics (a finished run maps metric names to values)")
+    checked = {}
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{path}: {split}.{name} is {value!r}, not a number")
+        if not (math.isnan(value) or 0.0 <= value <= 1.0):
+            raise ValueError(f"{path}: {split}.{name} is {value!r}; ranking metrics lie in [0, 1]")
+        checked[name] = float(value)
+    return checked
 
 
 def _same(got: Any, want: Any) -> bool:
@@ -133,6 +219,10 @@ def select(
     test-set selection would choose, and the optimism that adds (test metric difference)."""
     if len(points) != len(results):
         raise ValueError(f"{len(points)} grid points but {len(results)} trained runs")
+    for index, result in enumerate(results):
+        missing = [split for split in ("valid", "test") if metric not in result[split]]
+        if missing:
+            raise ValueError(f"grid point {index}: no {metric!r} among its {' and '.join(missing)} metrics")
     inherited = dict(inherited or {})
     rows = [
         {"index": i, "point": point, "settings": {**inherited, **point}, **result}
@@ -142,6 +232,7 @@ def select(
     by_test = rows[first_best([row["test"][metric] for row in rows])]
     return {
         **coordinates,
+        **_labels(coordinates),
         "metric": metric,
         "grid": {key: list(values) for key, values in grid.items()},
         "inherited": inherited,
@@ -157,6 +248,7 @@ def inherited_record(plain: Mapping[str, Any], **coordinates: Any) -> dict[str, 
     chosen = plain["chosen"]
     return {
         **coordinates,
+        **_labels(coordinates),
         "metric": plain["metric"],
         "grid": {},
         "inherited": chosen["settings"],
@@ -165,6 +257,17 @@ def inherited_record(plain: Mapping[str, Any], **coordinates: Any) -> dict[str, 
         "test_selected": None,
         "optimism": None,
     }
+
+
+def _labels(coordinates: Mapping[str, Any]) -> dict[str, Any]:
+    """The display names the report prints for the record's backbone and method (guider.train.run_labels)."""
+    from guider.settings import ConfigError
+    from guider.train import run_labels
+
+    try:
+        return {"labels": run_labels(coordinates["backbone"], coordinates["method"])}
+    except (KeyError, ConfigError, ValueError):  # names not registered here: the report prints them as they are
+        return {}
 
 
 def write_record(record: Mapping[str, Any], path: str | Path) -> Path:
@@ -184,6 +287,14 @@ def read_record(path: str | Path) -> dict[str, Any]:
     return record
 
 
-def tuned_sets(path: str | Path) -> list[str]:
-    """The chosen point of a tuning record as `--set` pairs (what `guider train --tuned` applies)."""
-    return point_sets(read_record(path)["chosen"]["settings"])
+def tuned_sets(path: str | Path, backbone: str | None = None, method: str | None = None) -> list[str]:
+    """The chosen point of a tuning record as `--set` pairs (what `guider train --tuned` applies).
+
+    With `backbone` / `method`, the record must be one written for that backbone and for that
+    method or plain training (whose point a method without a grid of its own trains)."""
+    record = read_record(path)
+    if backbone is not None and record.get("backbone") not in (None, backbone):
+        raise ValueError(f"{path}: a tuning record of backbone {record.get('backbone')!r}, not {backbone!r}")
+    if method is not None and record.get("method") not in (None, method, PLAIN):
+        raise ValueError(f"{path}: a tuning record of method {record.get('method')!r}, not {method!r} (or {PLAIN})")
+    return point_sets(record["chosen"]["settings"])

@@ -20,10 +20,17 @@ from PIL import Image
 from scipy import stats as sps
 
 from guider.cli import main as cli_main
-from guider.objective import available_objectives
+from guider.data.noise import noise_kind, parse_level
 from guider.report import figures, render, stats, summary, tables
 from guider.report.labels import backbone_name, backbone_order, display_name, method_order
-from guider.report.runs import collect_curves, collect_runs, data_name, noise_of, parse_run_path, read_run
+from guider.report.runs import collect_curves, collect_runs, read_run
+from guider.train import run_labels
+
+
+def data_name(ratio, kind: str = "add") -> str:
+    """The data folder of a noise level (the noise-kind registry's name for it)."""
+    return noise_kind(kind).folder(None if ratio != ratio else ratio)
+
 
 METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
 BUMP = np.random.default_rng(7).uniform(-0.004, 0.012, size=40)  # per-user GUIDER effect in the fabricated study
@@ -44,11 +51,19 @@ def write_run(
 ) -> Path:
     run_dir = root / dataset / data / backbone / method / f"seed{seed}"
     run_dir.mkdir(parents=True)
+    kind, ratio = parse_level(data)
     metrics = {
         "dataset": dataset,
         "backbone": backbone,
         "method": method,
         "seed": seed,
+        "study": {
+            "dataset": dataset,
+            "data": data,
+            "noise_kind": kind,
+            "noise_ratio": None if ratio != ratio else ratio,
+        },
+        "labels": run_labels(backbone, method),
         "best_epoch": epochs - 1,
         "epochs_run": epochs,
         "valid": {k: v * 1.1 for k, v in test.items()},
@@ -143,64 +158,85 @@ def make_study(tmp_path: Path):
 
 
 # --- runs ----------------------------------------------------------------------------
-def test_parse_run_path_and_noise_names():
-    key = parse_run_path("results/runs/baby/add0.2/lightgcn/paper/seed3/metrics.json")
-    assert (key.dataset, key.data, key.backbone, key.method, key.seed, key.noise_kind, key.noise_ratio) == (
-        "baby",
-        "add0.2",
-        "lightgcn",
-        "paper",
-        3,
-        "add",
-        0.2,
-    )
-    assert noise_of("base") == ("none", 0.0) and data_name(0.0) == "base" and data_name(0.0, "delete") == "base"
-    assert noise_of("modality0.4") == ("modality", 0.4) and data_name(0.4, "modality") == "modality0.4"
-    kind, ratio = noise_of("natural")
+def test_noise_levels_are_named_by_the_noise_kind_registry():
+    assert parse_level("add0.2") == ("add", 0.2) and parse_level("base") == ("none", 0.0)
+    assert data_name(0.0) == "base" and data_name(0.0, "delete") == "base"
+    assert parse_level("modality0.4") == ("modality", 0.4) and data_name(0.4, "modality") == "modality0.4"
+    kind, ratio = parse_level("natural")
     assert kind == "natural" and math.isnan(ratio) and data_name(float("nan"), "natural") == "natural"
     for ratio in (0.1, 0.2, 0.3, 0.5, 1.0):
         for kind in ("add", "delete", "modality"):
-            assert noise_of(data_name(ratio, kind)) == (kind, ratio)
-    with pytest.raises(ValueError, match="seed<k>"):
-        parse_run_path("runs/baby/base/bpr/none/run3/metrics.json")
+            assert parse_level(data_name(ratio, kind)) == (kind, ratio)
     for bad in ("dirty", "noise0.2", "add", "flip0.1"):  # noise0.2: the name before kinds existed
-        with pytest.raises(ValueError, match=r"<add\|delete\|modality><ratio>"):
-            parse_run_path(f"runs/baby/{bad}/bpr/none/seed0/metrics.json")
+        with pytest.raises(ValueError, match="neither 'base' nor a noise level"):
+            parse_level(bad)
     with pytest.raises(ValueError, match="unknown noise kind 'flip'"):
         data_name(0.2, "flip")
-    with pytest.raises(ValueError, match="expected"):
-        parse_run_path("bpr/none/seed0/metrics.json")
 
 
-def test_labels_come_from_the_registries():
-    """Display names and table order are the registered classes' (no second list to keep in step)."""
-    assert [display_name(m) for m in ("none", "paper", "no_kd", "as_released", "tce")] == [
-        "plain",
-        "GUIDER",
-        "w/o KD",
-        "released code",
-        "T-CE",
-    ]
-    assert method_order(["rce", "mine", "paper", "none", "as_released"]) == [
-        "none",
-        "paper",
-        "as_released",
-        "rce",
-        "mine",
-    ]
-    assert display_name("mine") == "mine"  # a plug-in not installed here keeps its name
-    assert backbone_order(["pop", "bm3", "x", "bpr"]) == ["bpr", "bm3", "pop", "x"]
-    assert (backbone_name("lightgcn"), backbone_name("pop"), backbone_name("x")) == ("LightGCN", "MostPop", "x")
+def test_labels_come_from_the_runs(study):
+    """Display names, roles and table order are what the runs recorded (no registry import)."""
+    runs, _ = study
+    from guider.report import labels
+
+    labels.learn(runs)
+    assert [display_name(m) for m in ("none", "paper", "no_amsc", "tce")] == ["plain", "GUIDER", "w/o AMSC", "T-CE"]
+    assert method_order(["tce", "mine", "paper", "none", "no_amsc"]) == ["none", "paper", "no_amsc", "tce", "mine"]
+    assert labels.role("tce") == "baseline" and labels.role("no_amsc") == "ablation" and labels.role("mine") == "other"
+    assert display_name("mine") == "mine"  # a method no run recorded keeps its name
+    assert backbone_order(["x", "lightgcn", "bpr"]) == ["bpr", "lightgcn", "x"]
+    assert (backbone_name("lightgcn"), backbone_name("x")) == ("LightGCN", "x")
+    assert set(runs["method_role"]) == {"plain", "guider", "ablation", "baseline"}
 
 
-def test_legacy_runs_with_variant_and_denoise_still_collect(tmp_path):
-    """metrics.json / config.json of 0.1 recorded (variant, denoise) instead of method."""
+def test_the_report_imports_no_model_or_method_code():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import guider.report.tables, guider.report.figures, guider.report.runs, guider.report.labels; "
+        "import guider.report.summary, guider.report.tuning_table; "
+        "bad = [m for m in sys.modules if m.startswith(('guider.models', 'guider.denoise', 'guider.objective'))]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_run_without_coordinates_is_refused_with_the_way_forward(tmp_path):
     path = write_run(tmp_path, "baby", "base", "bpr", "tce", 0, metric_values(0.05))
-    path.with_name("config.json").write_text(json.dumps({"variant": "none", "denoise": "tce"}))
     metrics = json.loads(path.read_text())
-    del metrics["method"]
-    path.write_text(json.dumps({**metrics, "variant": "none", "denoise": "tce"}))
-    assert read_run(path)["method"] == "tce"
+    del metrics["study"]
+    path.write_text(json.dumps(metrics))
+    with pytest.raises(ValueError, match="no study coordinates.*--resume"):
+        read_run(path)
+
+
+def test_a_run_in_the_wrong_folder_is_an_error_naming_it(tmp_path):
+    path = write_run(tmp_path, "baby", "add0.2", "bpr", "paper", 1, metric_values(0.05))
+    metrics = json.loads(path.read_text())
+    metrics["study"]["data"] = "add0.3"
+    path.write_text(json.dumps(metrics))
+    with pytest.raises(ValueError, match=r"seed1/metrics.json: run does not match its folder: data='add0.3'"):
+        read_run(path)
+
+
+def test_collect_refuses_a_run_whose_data_changed_after_training(tmp_path):
+    from conftest import make_dataset
+
+    from guider.data import save_dataset
+
+    data = save_dataset(make_dataset(), tmp_path / "data")
+    out = tmp_path / "runs" / "tiny" / "base" / "bpr" / "none" / "seed0"
+    args = ["train", "--data", str(data), "--backbone", "bpr", "--out", str(out), "--epochs", "1", "--no-progress"]
+    assert cli_main(args) == 0
+    assert len(collect_runs([out / "metrics.json"])) == 1
+    save_dataset(make_dataset(seed=1), data)  # the folder is replaced by other data
+    from guider.report import runs as runs_module
+
+    runs_module._fingerprint_of.cache_clear()
+    with pytest.raises(ValueError, match="the dataset changed after training"):
+        collect_runs([out / "metrics.json"])
 
 
 def test_collect_runs_one_row_per_run(study):
@@ -498,8 +534,11 @@ def test_every_figure_is_written_as_pdf_and_png(study, tmp_path, kind):
     assert not list((tmp_path / "a").glob(".*tmp"))
 
 
-def test_every_method_gets_its_own_colour():
-    methods = available_objectives()
+@pytest.mark.parametrize("n_methods", [11, 40])
+def test_every_method_gets_its_own_colour(n_methods):
+    from guider.objective import available_objectives
+
+    methods = [*available_objectives(), *(f"plugin{i}" for i in range(n_methods))][:n_methods]
     colours = [tuple(matplotlib.colors.to_rgb(figures.method_color(m, methods))) for m in methods]
     assert len(set(colours)) == len(methods)
 

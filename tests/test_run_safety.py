@@ -265,3 +265,65 @@ def test_invalid_yaml_config_is_one_line_naming_file_and_line(data, tmp_path, ca
     assert cli(train_args(data, tmp_path / "r", "--config", str(bad))) == 2
     assert "must be a YAML mapping of sections" in caplog.text
     assert not (tmp_path / "r").exists()  # refused before any work
+
+
+# --- a finished checkpoint completes its outputs; one writer per folder ----------------
+def test_resuming_a_finished_run_whose_outputs_were_removed_rewrites_every_output(data, finished_run, tmp_path):
+    """Snakemake's rerun-incomplete deletes a killed job's declared outputs; the checkpoint of
+    the last epoch stays. --resume must write every output again, identical."""
+    before = {name: (finished_run / name).read_bytes() for name in ("log.csv", "per_user_test.csv")}
+    metrics_before = json.loads((finished_run / "metrics.json").read_text())
+    for name in ("log.csv", "metrics.json", "per_user_test.csv", "per_user_valid.csv"):
+        (finished_run / name).unlink()
+    assert cli(train_args(data, finished_run, "--epochs", "2", "--resume")) == 0
+    assert {name: (finished_run / name).read_bytes() for name in before} == before
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert metrics["test"] == metrics_before["test"] and metrics["epochs_run"] == 2
+    assert (finished_run / "per_user_valid.csv").exists()
+
+
+def test_a_second_writer_of_a_run_folder_is_refused_naming_the_holder(data, tmp_path, caplog):
+    from guider.run_dir import hold_run_dir
+
+    out = tmp_path / "busy"
+    with hold_run_dir(out):  # this process holds the folder, as a running `guider train` does
+        assert cli(train_args(data, out, "--epochs", "1", "--resume")) == 2
+    assert f"is in use by another guider train (PID {os.getpid()})" in caplog.text
+    assert not (out / "config.json").exists()  # nothing written while refused
+    assert cli(train_args(data, out, "--epochs", "1", "--resume")) == 0  # free again once released
+
+
+def test_a_second_writer_in_another_process_is_refused(data, tmp_path):
+    import subprocess
+
+    out = tmp_path / "busy"
+    script = f"from guider.run_dir import hold_run_dir\nimport time\nwith hold_run_dir({str(out)!r}):\n"
+    script += "    print('held', flush=True)\n    time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = subprocess.run(
+            [sys.executable, "-m", "guider.cli", *train_args(data, out, "--epochs", "1")],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 2  # at once: the holder sleeps for a minute
+        assert f"in use by another guider train (PID {holder.pid})" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("damage", ["extra run key", "wrong shapes"])
+def test_a_checkpoint_that_does_not_fit_is_one_line_naming_the_file(data, finished_run, damage, caplog):
+    path = finished_run / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    if damage == "extra run key":
+        state["run"]["from_the_future"] = 1
+    else:
+        state["model"] = {key: torch.zeros(3, 3) for key in state["model"]}
+    torch.save(state, path)
+    assert cli(train_args(data, finished_run, "--epochs", "2", "--resume")) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and str(path) in errors[0] and "does not fit this run" in errors[0]

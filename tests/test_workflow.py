@@ -1,13 +1,13 @@
-"""The Snakemake workflow: dry runs of the shipped configs (job counts computed from the
-configs by hand), lint, config validation, GPU scheduling, the SLURM profile, and one
-end-to-end run of the tiny test config (slow).
+"""The Snakemake workflow: dry runs of the shipped configs (Snakemake's job stats against
+guider.study.Study's counts, and the paper config's counted by hand), lint, config
+validation, GPU scheduling, the SLURM profile, and one end-to-end run of the tiny test
+config (slow).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import math
 import multiprocessing
 import os
 import re
@@ -19,7 +19,7 @@ import yaml
 from snakemake_runner import ROOT, snakemake
 
 from guider import gpu_claim
-from guider.report.runs import parse_run_path
+from guider.data.noise import parse_level
 
 CONFIGS = {name: ROOT / "config" / f"{name}.yaml" for name in ("config", "demo", "test", "noise_small", "tuning_small")}
 
@@ -38,101 +38,13 @@ def job_counts(output: str) -> dict[str, int]:
     return counts
 
 
-DAMRS_BACKBONES = {"bpr", "vbpr", "lightgcn"}
+def study_counts(config) -> dict[str, int]:
+    """The jobs a config implies, as guider.study.Study counts them (the one definition)."""
+    from guider.study import Study
 
-
-RATIO_KINDS = ("add", "delete", "modality")
-
-
-def noise_levels(noise: dict) -> list[str]:
-    """Data folders of the noise study, named by hand: base, <kind><ratio>, natural."""
-    ratios = noise.get("ratios", [0.0, 0.1, 0.2, 0.3, 0.5])
-    kinds = noise.get("kinds", ["add"])
-    levels = {"base" if r == 0 else f"{k}{r:g}" for k in kinds if k in RATIO_KINDS for r in ratios}
-    return sorted(levels | ({"natural"} if "natural" in kinds else set()))
-
-
-def expected_counts(config: dict) -> dict[str, int]:
-    """Jobs a config implies, counted by hand from the study definitions."""
-    datasets = config["datasets"]
-    seeds = config["seeds"]
-    runs = {(d, "base", b, m) for d in datasets for b in config["backbones"] for m in config["methods"]}
-    ablation = config.get("ablation", {})
-    runs |= {
-        (d, "base", b, m)
-        for d in ablation.get("datasets", [])
-        for b in ablation.get("backbones", [])
-        for m in ablation.get("methods", [])
-    }
-    noise = config.get("noise", {})
-    levels = noise_levels(noise)
-    runs |= {
-        (d, x, b, m)
-        for d in noise.get("datasets", [])
-        for b in noise.get("backbones", [])
-        for m in noise.get("methods", ["none", "paper"])
-        for x in levels
-    }
-    runs = {r for r in runs if r[3] != "damrs" or r[2] in DAMRS_BACKBONES}  # DA-MRS plugs into three backbones only
-    downloads = [d for d, spec in datasets.items() if spec["source"] == "download"]
-    synthetic = [d for d, spec in datasets.items() if spec["source"] == "synthetic"]
-    noisy = {(d, x) for d in noise.get("datasets", []) for x in levels if x != "base"}
-    counts = {f"download_{d}": 1 for d in downloads}
-    counts.update(
-        {
-            "prepare": len(downloads),
-            "synthetic": len(synthetic),
-            "text_features": len(datasets),
-            "image_features": len(datasets),
-            "noisy_copy": sum(x != "natural" for _, x in noisy),
-            "natural_copy": sum(x == "natural" for _, x in noisy),
-            "train": len(runs) * len(seeds),
-        }
-    )
-    has_ablation = any(m not in ("none", "paper") for (_, _, _, m) in runs)
-    noise_figures = {x.rstrip("0123456789.") for _, x in noisy} - {"natural"}  # one per kind with a ratio
-    detection = any(m == "paper" and x != "base" and not x.startswith("delete") for _, x, _, m in runs)
-    figures = 2 + has_ablation + len(noise_figures) + detection  # comparison, curves (+ ablation, noise, detection)
-    counts.update({"collect_runs": 1, "main_table": 1, "headline_metrics": 1, "figure": figures, "all": 1})
-    if has_ablation:
-        counts["ablation_table"] = 1
-    if any(m in ("tce", "rce", "damrs") for (_, x, _, m) in runs if x == "base"):
-        counts["baselines_table"] = 1
-    if noisy:
-        counts["noise_curve"] = counts["robustness_table"] = 1
-    counts.update(tuning_counts(config, runs))
-    return {rule: n for rule, n in counts.items() if n}
-
-
-GUIDER_GRID_POINTS = 3 * 2 * 2  # kd.weight x amsc.tau x dbpr.false_weight
-
-
-def tuning_counts(config: dict, runs: set) -> dict[str, int]:
-    """Grid-point trainings and tuning records a config implies (plain tunes the backbone's
-    grid; only `paper` records a grid of its own; max_points caps each grid)."""
-    tune = config.get("tuning")
-    if not tune:
-        return {}
-    from guider.models import get_class
-
-    def size(backbone: str, method: str) -> int:
-        if method == "none":
-            grid = (tune.get("backbone_grids") or {}).get(backbone) or get_class(backbone).Config.grid
-            n = math.prod(len(v) for v in grid.values())
-        else:
-            grid = (tune.get("method_grids") or {}).get(method)
-            n = math.prod(len(v) for v in grid.values()) if grid else GUIDER_GRID_POINTS * (method == "paper")
-        return min(n, tune.get("max_points") or n)
-
-    tuned = {
-        (d, b, m if size(b, m) else "none")
-        for d, _, b, m in runs
-        if tune.get("datasets") in (None, [d]) or d in tune["datasets"]
-        if tune.get("backbones") is None or b in tune["backbones"]
-    }
-    tuned |= {(d, b, "none") for d, b, _ in tuned}
-    points = sum(size(b, m) for _, b, m in tuned)
-    return {"tune_point": points, "tune_select": len(tuned), "tuning_table": int(points > 0)}
+    if isinstance(config, Path):
+        return Study.from_file(config).counts()
+    return Study(config).counts()
 
 
 # --- dry runs ------------------------------------------------------------------------
@@ -152,18 +64,18 @@ def tiny_dry_run(tmp_path_factory) -> str:
 
 
 def test_paper_dry_run_job_counts_match_the_config(paper_dry_run):
-    assert job_counts(paper_dry_run) == expected_counts(yaml.safe_load(CONFIGS["config"].read_text()))
+    assert job_counts(paper_dry_run) == study_counts(CONFIGS["config"])
 
 
 def test_tiny_dry_run_job_counts_match_the_config(tiny_dry_run):
-    assert job_counts(tiny_dry_run) == expected_counts(yaml.safe_load(CONFIGS["test"].read_text()))
+    assert job_counts(tiny_dry_run) == study_counts(CONFIGS["test"])
 
 
 def test_noise_study_config_runs_three_kinds_at_three_ratios(tmp_path):
     result = snakemake("-n", "-p", "--configfile", str(CONFIGS["noise_small"]), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout + result.stderr)
-    assert counts == expected_counts(yaml.safe_load(CONFIGS["noise_small"].read_text()))
+    assert counts == study_counts(CONFIGS["noise_small"])
     assert counts["train"] == 3 * 2 * (1 + 3 * 3) * 3 and counts["noisy_copy"] == 9 and counts["figure"] == 6
 
 
@@ -171,7 +83,7 @@ def test_tuning_config_trains_six_points_per_backbone_and_guiders_twelve(tmp_pat
     result = snakemake("-n", "--configfile", str(CONFIGS["tuning_small"]), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout + result.stderr)
-    assert counts == expected_counts(yaml.safe_load(CONFIGS["tuning_small"].read_text()))
+    assert counts == study_counts(CONFIGS["tuning_small"])
     assert (counts["tune_point"], counts["tune_select"], counts["train"]) == (6 + 6 + 12 + 12, 4, 12)
 
 
@@ -183,7 +95,7 @@ def test_tuning_null_trains_every_run_at_its_configured_point(tmp_path):
     result = snakemake("-n", "-p", "--configfile", str(path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout + result.stderr)
-    assert counts == expected_counts(config) and "tune_point" not in counts and counts["train"] == 18
+    assert counts == study_counts(config) and "tune_point" not in counts and counts["train"] == 18
     assert "--tuned" not in result.stdout
 
 
@@ -191,18 +103,18 @@ def test_demo_dry_run_replaces_the_paper_config(tmp_path):
     result = snakemake("-n", "-p", "--configfile", str(CONFIGS["demo"]), cwd=tmp_path)
     text = result.stdout + result.stderr
     assert result.returncode == 0, result.stderr
-    assert job_counts(text) == expected_counts(yaml.safe_load(CONFIGS["demo"].read_text()))
+    assert job_counts(text) == study_counts(CONFIGS["demo"])
     assert "results/data/synthetic/base" in text and "baby" not in text  # not merged with the paper config
 
 
 def test_paper_config_counts_by_hand():
     # 4 datasets x 15 backbones x 2 methods x 5 seeds + 2 x (15 x 7 ablations + 3 x DA-MRS) x 5
     # + noise on Baby: (15 backbones x 4 methods + 3 x DA-MRS) x (3 kinds x 3 ratios > 0 + natural) x 5
-    counts = expected_counts(yaml.safe_load(CONFIGS["config"].read_text()))
+    counts = study_counts(CONFIGS["config"])
     assert counts["train"] == 600 + 1080 + (15 * 4 + 3) * (3 * 3 + 1) * 5
     assert [counts[f"download_{d}"] for d in ("baby", "sports", "clothing", "microlens")] == [1, 1, 1, 1]
     assert counts["prepare"] == counts["text_features"] == counts["image_features"] == 4
-    assert counts["noisy_copy"] == 9 and counts["natural_copy"] == 1
+    assert counts["noisy_copy"] == 3 * 3 + 1  # add, delete, modality at 0.1, 0.2, 0.4, and natural
     assert counts["figure"] == 2 + 1 + 3 + 1  # comparison, curves, ablation, noise_add/delete/modality, detection
     # grids capped at 16 points: BPR 7, LightGCN 20 -> 16, VBPR 7, ..., plus GUIDER's 12 on each backbone, 4 datasets
     assert counts["tune_point"] == 4 * (7 + 16 + 7 + 16 + 16 + 16 + 16 + 16 + 8 + 8 + 16 + 3 + 1 + 16 + 1 + 15 * 12)
@@ -217,7 +129,6 @@ def test_paper_dry_run_lists_every_stage_and_run(paper_dry_run):
         "text_features",
         "image_features",
         "noisy_copy",
-        "natural_copy",
         "train",
         "collect_runs",
         "main_table",
@@ -245,7 +156,7 @@ def test_train_commands_carry_each_method(paper_dry_run):
     every = [line[line.index("guider train") :] for line in lines if "guider train" in line]
     commands = [c for c in every if "--out results/runs/" in c]
     points = [c for c in every if "--out results/tuning/" in c]
-    counts = expected_counts(yaml.safe_load(CONFIGS["config"].read_text()))
+    counts = study_counts(CONFIGS["config"])
     assert len(commands) == counts["train"] == 4830 and len(points) == counts["tune_point"] == len(every) - 4830
     for command in points:
         dataset, backbone, method, point = re.search(
@@ -256,17 +167,26 @@ def test_train_commands_carry_each_method(paper_dry_run):
         assert (inherited in command) == (method != "none")  # a method's grid sits on plain's chosen point
     for command in commands:
         out = re.search(r"--out (\S+)", command).group(1)
-        key = parse_run_path(f"{out}/metrics.json")
+        key = run_key(out)
         record = key.method if key.method == "paper" else "none"  # only GUIDER records a grid of its own
         assert f"--tuned results/tuning/{key.dataset}/{key.backbone}/{record}.json" in command
     for command in commands:
         out = re.search(r"--out (\S+)", command).group(1)
-        key = parse_run_path(f"{out}/metrics.json")  # the report can read every run folder
+        key = run_key(out)
         assert f"--method {key.method} " in command and "--variant" not in command and "--denoise" not in command
         assert f"--backbone {key.backbone}" in command and f"--seed {key.seed}" in command
         data = re.search(r"--data (\S+)", command).group(1)
         assert data == f"results/data/{key.dataset}/{key.data}"
         assert "--resume" in command and "--device auto" in command
+
+
+def run_key(folder: str):
+    """The study coordinates of a run folder results/runs/<dataset>/<data>/<backbone>/<method>/seed<k>."""
+    from types import SimpleNamespace
+
+    dataset, data, backbone, method, seed = Path(folder).parts[-5:]
+    parse_level(data)  # a data level the report can read
+    return SimpleNamespace(dataset=dataset, data=data, backbone=backbone, method=method, seed=int(seed[4:]))
 
 
 def test_lint_is_clean():
@@ -287,7 +207,9 @@ def test_every_trainable_backbone_is_in_the_paper_config():
 
 def test_config_keys_are_documented():
     readme = (ROOT / "config" / "README.md").read_text()
-    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    from guider.study import config_schema
+
+    schema = config_schema()  # the noise kinds' options included
 
     def keys(node: dict, prefix: str = "") -> list[str]:
         found = []
@@ -305,17 +227,12 @@ def test_config_keys_are_documented():
 # --- validation ----------------------------------------------------------------------
 def validate_config(change: dict, tmp_path: Path) -> dict:
     """The tiny config with `change` applied, validated in-process against the workflow's schema
-    with the registries' enums filled in (as the workflow does)."""
-    from snakemake.utils import validate
-
-    from guider.workflow_config import config_schema
+    with the registries' enums filled in (as the workflow does: guider.study.validated)."""
+    from guider.study import validated
 
     config = yaml.safe_load(CONFIGS["test"].read_text())
     config.update(change)
-    schema = tmp_path / "schema.yaml"
-    schema.write_text(yaml.safe_dump(config_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")))
-    validate(config, str(schema))
-    return config
+    return validated(config)
 
 
 def test_schema_fills_defaults(tmp_path):
@@ -349,9 +266,9 @@ def test_schema_fills_defaults(tmp_path):
     ],
 )
 def test_schema_rejects_bad_values(change, message, tmp_path):
-    from snakemake.exceptions import WorkflowError
+    from guider.study import StudyError
 
-    with pytest.raises(WorkflowError, match=re.escape(message)):
+    with pytest.raises(StudyError, match=re.escape(message)):
         validate_config(change, tmp_path)
 
 
@@ -538,7 +455,7 @@ def test_tiny_config_end_to_end(tmp_path):
     import pandas as pd
 
     runs = pd.read_csv(results / "summary" / "runs.csv")
-    assert len(runs) == expected_counts(yaml.safe_load(Path(config).read_text()))["train"] == 18
+    assert len(runs) == study_counts(Path(config))["train"] == 18
     record = json.loads((results / "tuning" / "tiny" / "bpr" / "paper.json").read_text())
     assert len(record["points"]) == 2 and set(record["inherited"]) == {"model.reg_weight"}
     trained = json.loads((results / "runs/tiny/base/bpr/paper/seed1/config.json").read_text())
@@ -595,26 +512,31 @@ def test_unknown_names_and_keys_fail_the_dry_run(tmp_path, change, message):
 
 
 def test_the_schema_enums_are_the_registries():
+    from guider.data.noise import noise_kinds
     from guider.models import registered
     from guider.objective import available_objectives
-    from guider.workflow_config import config_schema
+    from guider.study import SCHEMA_FILE, config_schema
 
-    schema = config_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+    schema = config_schema()
     assert schema["definitions"]["backbone"]["enum"] == registered()
     assert schema["definitions"]["method"]["enum"] == available_objectives()
-    raw = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert schema["definitions"]["noise_kind"]["enum"] == noise_kinds()
+    assert {"mode", "modality", "max_noisy_rating", "eval_min_rating"} <= set(
+        schema["properties"]["noise"]["properties"]
+    )
+    raw = yaml.safe_load(SCHEMA_FILE.read_text())
     assert raw["definitions"]["method"]["enum"] == [] and raw["definitions"]["backbone"]["enum"] == []
+    assert raw["definitions"]["noise_kind"]["enum"] == [] and "mode" not in raw["properties"]["noise"]["properties"]
 
 
-def test_the_deprecated_variants_key_still_works(tmp_path):
+def test_the_removed_variants_key_names_its_replacement(tmp_path):
     config = yaml.safe_load(CONFIGS["test"].read_text())
     config["variants"] = config.pop("methods")
     path = tmp_path / "old.yaml"
     path.write_text(yaml.safe_dump(config))
     result = snakemake("-n", "--configfile", str(path), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "config key 'variants' is deprecated; call it 'methods'" in result.stdout + result.stderr
-    assert job_counts(result.stdout + result.stderr)["train"] == 18
+    assert result.returncode != 0
+    assert "config key 'variants' was renamed 'methods'" in result.stdout + result.stderr
 
 
 def mmrec_config(tmp_path: Path, features: bool) -> Path:
@@ -651,7 +573,9 @@ def test_an_id_only_mmrec_folder_trains_the_id_runs_and_says_what_it_skips(tmp_p
     assert "dataset sports: skipping the runs that cannot train on it" in text
     assert "vbpr/none (backbone vbpr needs item features)" in text
     assert "bpr/paper (method paper needs item features)" in text
-    assert f"guider data import --format mmrec {tmp_path / 'sports'} --out results/data/sports/base" in text
+    assert f"guider data import --format mmrec {tmp_path / 'sports'} --out results/data/sports/base" in text.replace(
+        "'", ""
+    )
 
 
 def test_an_mmrec_folder_with_features_trains_everything(tmp_path):

@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from guider.atomic import staging_dir
 from guider.data.dataset import MMREC_COLUMNS, Dataset, check_name
 from guider.data.mmrec import FEATURE_FILES, load_dataset
 from guider.data.prepared import ITEM_MAP_FILE, USER_MAP_FILE
@@ -50,7 +50,7 @@ def export_mmrec(ds: Dataset, src: Path, out: Path, name: str) -> Path:
     """Write `ds` to `out` in MMRec's layout, atomically (temporary sibling folder, then rename)."""
     check_name(name, f"exporting to {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    scratch = staging_dir(out)
     try:
         staged = scratch / out.name
         staged.mkdir()

@@ -19,13 +19,12 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from guider.atomic import write_json
+from guider.atomic import staging_dir, write_json
 from guider.data.dataset import REQUIRED_COLUMNS, SPLIT_NAMES, TEST, TRAIN, VALID, Dataset, DatasetError, check_name
 
 log = logging.getLogger(__name__)
@@ -44,8 +43,8 @@ def load_dataset(folder: str | Path, *, drop_cold_eval: bool = True) -> Dataset:
     inter_path = _find_inter_file(folder)
     meta = read_dataset_meta(folder)
     inter = _read_inter(inter_path)
-    n_users, n_items = _check_ids(inter, inter_path, meta)
     _check_splits(inter, inter_path)
+    n_users, n_items = _check_ids(inter, inter_path, meta)
     if drop_cold_eval:
         inter, dropped = _drop_cold_eval_rows(inter)
         meta["dropped_cold_eval_rows"] = dropped
@@ -63,7 +62,7 @@ def save_dataset(ds: Dataset, folder: str | Path, extra_tables: dict[str, pd.Dat
     folder = Path(folder)
     check_name(ds.name, f"writing {folder}")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = staging_dir(folder)
     try:
         ds.inter.to_csv(tmp / f"{ds.name}.inter", sep="\t", index=False)
         for table_name, table in (extra_tables or {}).items():
@@ -138,10 +137,23 @@ def _read_inter(path: Path) -> pd.DataFrame:
             f"{path}: missing column(s) {missing}; expected a header with {' '.join(REQUIRED_COLUMNS)} "
             "(rating, timestamp and others optional)"
         )
+    if inter.empty:
+        raise DatasetError(f"{path}: a header but no rows (the dataset holds no interaction)")
     for col in REQUIRED_COLUMNS:
         if inter[col].isna().any() or not pd.api.types.is_integer_dtype(inter[col]) or inter[col].dtype == bool:
-            raise DatasetError(f"{path}: column {col} must hold integers with no missing values")
+            raise DatasetError(
+                f"{path}: column {col} must hold integers with no missing values{_first_bad(inter[col])}"
+            )
     return inter
+
+
+def _first_bad(values: pd.Series) -> str:
+    """'; line N holds ...' for the first value of a column that is not an integer ('' if none found)."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = np.flatnonzero((numbers.isna() | (numbers != numbers.round())).to_numpy())
+    if not len(bad):
+        return ""
+    return f"; line {int(bad[0]) + 2} holds {values.iloc[bad[0]]!r} ({len(bad)} such line(s))"
 
 
 def _check_ids(inter: pd.DataFrame, path: Path, meta: dict) -> tuple[int, int]:
@@ -152,15 +164,17 @@ def _check_ids(inter: pd.DataFrame, path: Path, meta: dict) -> tuple[int, int]:
             raise DatasetError(f"{path}: the table is empty")
         if ids.min() < 0:
             raise DatasetError(f"{path}: negative {col} {ids.min()}")
-        declared = meta.get("statistics", {}).get(key, meta.get(f"n_{key}"))
+        declared_key = f"statistics.{key}" if (meta.get("statistics") or {}).get(key) is not None else f"n_{key}"
+        declared = (meta.get("statistics") or {}).get(key, meta.get(f"n_{key}"))
         n = int(declared) if declared is not None else int(ids.max()) + 1
         if ids.max() >= n:
-            raise DatasetError(f"{path}: {col} {ids.max()} out of range (dataset.json declares {n} {key})")
+            raise DatasetError(
+                f"{path}: {col} {ids.max()} out of range: dataset.json's {declared_key} declares {n} {key}"
+            )
         n_present = len(np.unique(ids))
         if n_present != n:
-            raise DatasetError(
-                f"{path}: {col} not contiguous: {n_present} distinct ids but they span 0..{n - 1}; re-index them"
-            )
+            span = f"dataset.json's {declared_key} declares {n}" if declared is not None else f"they span 0..{n - 1}"
+            raise DatasetError(f"{path}: {col} not contiguous: {n_present} distinct ids but {span}; re-index them")
         sizes.append(n)
     return sizes[0], sizes[1]
 
@@ -211,6 +225,9 @@ def _read_features(path: Path, n_items: int) -> np.ndarray | None:
         feat = np.load(path, allow_pickle=False)
     except Exception as err:
         raise DatasetError(f"{path}: cannot read as a .npy array ({err})") from err
+    if not isinstance(feat, np.ndarray):  # np.load opens a .npz archive whatever the file's name
+        feat.close()
+        raise DatasetError(f"{path}: a .npz archive, not a .npy array; save the matrix with numpy.save")
     if feat.ndim != 2:
         raise DatasetError(f"{path}: expected a 2-D [items, dim] array, got shape {feat.shape}")
     if feat.shape[0] != n_items:

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
+from guider.atomic import staging_dir
 from guider.data.dataset import Dataset
 from guider.data.mmrec import save_dataset
 from guider.data.preprocess import Interactions
+from guider.data.registry import IMAGE_SUFFIXES, is_safe_item_id
 
 CONTENT_FILE = "item_content.csv"
 USER_MAP_FILE = "u_id_mapping.csv"
@@ -47,7 +48,7 @@ def write_prepared(
     if len(texts) != interactions.n_items or len(images) != interactions.n_items:
         raise ValueError(f"{name}: {len(texts)} texts and {len(images)} images for {interactions.n_items} items")
     out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    scratch = staging_dir(out)
     try:
         staged = save_dataset(
             Dataset(name, interactions.n_users, interactions.n_items, interactions.table, meta=meta), scratch / out.name
@@ -86,11 +87,23 @@ def _link_image(folder: Path, source: Path | None) -> str:
 
 
 def find_images(folder: Path, keys: Sequence[str]) -> list[Path | None]:
-    """The downloaded image `<key>.<ext>` of each key under `folder` (e.g. resources/baby/images), or None."""
-    found = {}
+    """The downloaded image `<key>.<ext>` of each key under `folder` (e.g. resources/baby/images), or None.
+
+    Only keys that are safe file names (registry.is_safe_item_id, the rule the downloader names
+    images by) are looked up, and only regular files (not symlinks) with an image suffix count;
+    of two images of one item, the first name in sorted order wins.
+    """
+    found: dict[str, Path] = {}
     if folder.is_dir():
-        found = {path.stem: path for path in folder.iterdir() if path.is_file() and not path.name.startswith(".")}
-    return [found.get(str(key)) for key in keys]
+        for path in sorted(folder.iterdir()):
+            if (
+                path.suffix.lower() in IMAGE_SUFFIXES
+                and is_safe_item_id(path.stem)
+                and not path.is_symlink()
+                and path.is_file()
+            ):
+                found.setdefault(path.stem, path)
+    return [found.get(str(key)) if is_safe_item_id(str(key)) else None for key in keys]
 
 
 def _swap_into_place(staged: Path, out: Path, scratch: Path) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +28,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from guider.data.dataset import Dataset
+from guider.atomic import staging_dir
+from guider.data.dataset import Dataset, check_name
 from guider.data.mmrec import save_dataset
 from guider.data.noise import NOISE_MODES, inject_noise
 from guider.data.split import split_per_user
@@ -81,11 +81,13 @@ def make_synthetic(
     encode: bool = True,
     params: LatentParams | None = None,
     progress: bool = False,
+    name: str = NAME,
 ) -> Path:
     """Generate the synthetic dataset into `out_dir` (replaced atomically); return its path.
 
     `users`/`items` override the preset's sizes (interactions scale with users at the
     preset's mean degree). `encode=False` skips the text/image features (no .npy files).
+    `name` is the dataset's name (its .inter file; the workflow passes its dataset key).
     """
     n_users, n_items, n_target = _sizes(preset, users, items)
     _check_args(noise_ratio, noise_mode, misaligned_ratio)
@@ -94,7 +96,7 @@ def make_synthetic(
     item_attrs, inter = _interactions(n_users, n_items, n_target, params, seed)
     misaligned, donors = _misaligned(item_attrs, misaligned_ratio, _rng(seed, "misaligned"))
     texts, images = _content(item_attrs, misaligned, donors, seed)
-    ds = Dataset(NAME, n_users, n_items, inter, meta={})
+    ds = Dataset(check_name(name, "guider data synthetic --name"), n_users, n_items, inter, meta={})
     ds = inject_noise(ds, noise_ratio, seed=_stream_seed(seed, "noise"), mode=noise_mode)
     encoders = _encode(ds, texts, images, progress) if encode else None
     ds.meta = _metadata(ds, preset, seed, params, n_target, misaligned, donors, misaligned_ratio, encoders)
@@ -187,7 +189,7 @@ def _encode(ds: Dataset, texts: list[str], images: list[Image.Image], progress: 
 
 def _metadata(ds, preset, seed, params, n_target, misaligned, donors, misaligned_ratio, encoders) -> dict:
     return {
-        "name": NAME,
+        "name": ds.name,
         "source": "guider synthetic generator (guider.data.synthetic)",
         "preset": preset,
         "seed": int(seed),
@@ -230,7 +232,7 @@ def image_path(item: int) -> str:
 def _write(ds: Dataset, texts, images, item_attrs: pd.DataFrame, out_dir: Path) -> Path:
     """Assemble the whole folder next to `out_dir`, then swap it in."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    stage = staging_dir(out_dir)
     try:
         folder = save_dataset(ds, stage / out_dir.name)
         (folder / "images").mkdir()

@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--misaligned-ratio", type=float, default=0.05, help="fraction of items whose image shows another item"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="synthetic", help="the dataset's name (default: synthetic)")
     parser.add_argument("--no-features", action="store_true", help="skip the text/image encoders (no *_feat.npy)")
     parser.add_argument("--progress", action="store_true", help="show encoder progress bars")
 
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         encode=not args.no_features,
         progress=args.progress,
+        name=args.name,
     )
     meta = json.loads((folder / "dataset.json").read_text())
     print(

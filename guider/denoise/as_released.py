@@ -153,6 +153,7 @@ def minmax_clean(distances: torch.Tensor, threshold: float) -> torch.Tensor:
 @register_objective("as_released")
 class AsReleasedObjective(Objective):
     display_name = "released code"
+    role = "released"
     sections = {"teacher": ReleasedTeacherConfig, "released": ReleasedConfig}
     requires_features = "any"  # the FREEDOM teacher needs one modality; the mask needs both, else weights are 1
     early_stopping = False  # the released trainer never stops early

@@ -113,6 +113,7 @@ class DAMRSPluginConfig(Section):
 @register_objective("damrs")
 class DAMRSPlugin(Objective):
     display_name = "DA-MRS"
+    role = "baseline"
     sections = {"damrs": DAMRSPluginConfig}
     requires_features = "any"  # the denoised kNN graphs come from the item features
     reads_negatives = True  # the denoised BPR and its weights read the sampled negative

@@ -70,6 +70,7 @@ class GuiderObjective(Objective):
     """GUIDER as the paper describes it: AMSC + DBPR teacher + OT distillation."""
 
     display_name = "GUIDER"
+    role = "guider"
     sections = {"amsc": AMSCConfig, "teacher": TeacherConfig, "dbpr": DBPRConfig, "kd": KDConfig}
     # the tuning grid (guider.tuning; not inherited by the ablations): 3 x 2 x 2 points around the defaults
     grid = {"kd.weight": (0.05, 0.1, 0.2), "amsc.tau": (0.5, 1.0), "dbpr.false_weight": (0.25, 0.5)}
@@ -266,6 +267,7 @@ class NoAMSC(GuiderObjective):
     """Every interaction true (AMSC never runs); the teacher trains with plain BPR; OT KD."""
 
     display_name = "w/o AMSC"
+    role = "ablation"
     uses_amsc = False
     teacher_uses_dbpr = False
     requires_features = "none"  # nothing reads the item features
@@ -276,6 +278,7 @@ class NoDBPR(GuiderObjective):
     """AMSC runs and is logged, but the teacher trains with plain BPR; OT KD."""
 
     display_name = "w/o DBPR"
+    role = "ablation"
     teacher_uses_dbpr = False
 
 
@@ -298,6 +301,7 @@ class KLDistillation(GuiderObjective):
     """GUIDER with KL(p_T || p_S) instead of OT on the same candidates."""
 
     display_name = "KL instead of OT"
+    role = "ablation"
     sections = {**GuiderObjective.sections, "kd": KLConfig}
 
 
@@ -306,4 +310,5 @@ class NoDistillation(GuiderObjective):
     """AMSC + DBPR teacher trained alongside, but never used: kd.weight = 0."""
 
     display_name = "w/o KD"
+    role = "ablation"
     sections = {**GuiderObjective.sections, "kd": NoKDConfig}

@@ -34,6 +34,7 @@ class RCEConfig(Section):
 @register_objective("rce")
 class ReweightedLoss(Objective):
     display_name = "R-CE"
+    role = "baseline"
     sections = {"rce": RCEConfig}
     reads_negatives = True  # the weight is sigmoid(y_ui - y_uj): it needs a sampled negative
 

@@ -12,6 +12,7 @@ import torch
 
 from guider.atomic import atomic_path, write_json
 from guider.data.dataset import Dataset
+from guider.data.noise import NO_NOISE, level_of, noise_kind
 from guider.denoise.amsc import Calibration
 from guider.denoise.detection import precision_recall_f1
 from guider.models.base import ModelInputs
@@ -88,18 +89,14 @@ def detection_report(
 
 def _kind_report(dataset, inputs, predicted: np.ndarray, labels: np.ndarray | None) -> dict[str, Any] | None:
     """The false set against the labels of the noise kind that made this copy (dataset.json
-    `noise.kind`, guider data noise): the labelled rows for add and natural, the interactions
-    of the swapped items for modality; None for delete (nothing false was added) and for data
-    that is not a noisy copy."""
-    noise = (dataset.meta or {}).get("noise") or {}
-    kind = noise.get("kind", "add" if "ratio" in noise else None)  # copies made before kinds existed: add
-    if kind in ("add", "natural") and labels is not None:
-        truth = labels
-    elif kind == "modality":
-        flagged = np.zeros(inputs.n_items, dtype=bool)
-        flagged[np.asarray(noise.get("items", []), dtype=np.int64)] = True
-        truth = flagged[np.asarray(inputs.train_items)]
-    else:
+    `noise.kind`, guider data noise; the kind's `truth`: the labelled rows for add and
+    natural, the interactions of the swapped items for modality); None for a kind that labels
+    nothing (delete) and for data that is not a noisy copy."""
+    _, kind, _ = level_of(dataset.meta)
+    if kind == NO_NOISE:
+        return None
+    truth = noise_kind(kind).truth(dataset, np.asarray(inputs.train_items))
+    if truth is None:
         return None
     return {"kind": kind, **precision_recall_f1(predicted, truth)}
 

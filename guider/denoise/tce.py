@@ -36,6 +36,7 @@ class TCEConfig(Section):
 @register_objective("tce")
 class TruncatedLoss(Objective):
     display_name = "T-CE"
+    role = "baseline"
     sections = {"tce": TCEConfig}
 
     def __init__(self, model, inputs, dataset, config: RunConfig):

@@ -101,7 +101,8 @@ def _open_image(entry: ImageInput, index: int) -> Image.Image | None:
     try:
         with Image.open(entry) as img:
             return img.convert("RGB")
-    except (OSError, UnidentifiedImageError) as err:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as err:
+        # a decompression bomb (more than PIL's pixel limit, ~178 megapixels) is refused like a corrupt file
         log.warning("image %s (entry %d) cannot be read (%s); it gets the mean feature", entry, index, err)
         return None
 

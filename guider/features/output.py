@@ -18,7 +18,7 @@ META_FILE = "dataset.json"
 
 def check_item_count(folder: Path, n_items: int) -> None:
     """The content table must describe exactly the dataset's items."""
-    declared = read_dataset_meta(folder).get("statistics", {}).get("items")
+    declared = (read_dataset_meta(folder).get("statistics") or {}).get("items")
     if declared is not None and int(declared) != n_items:
         raise ValueError(f"{folder}: item_content.csv has {n_items} rows but dataset.json declares {declared} items")
 

@@ -9,6 +9,7 @@ passed to `SentenceTransformer` as it is (a hub id or a local folder).
 from __future__ import annotations
 
 import functools
+import logging
 import socket
 from pathlib import Path
 from typing import Sequence
@@ -17,6 +18,7 @@ import numpy as np
 
 from guider.device import resolve_device
 
+log = logging.getLogger(__name__)
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 _BUNDLED_NAMES = {DEFAULT_TEXT_MODEL, f"sentence-transformers/{DEFAULT_TEXT_MODEL}"}
 
@@ -33,11 +35,21 @@ def encode_texts(
     A missing text (None or NaN, as pandas reads an empty cell) is encoded as "".
     """
     cleaned = [_clean(text, index) for index, text in enumerate(texts)]
+    _warn_blank(cleaned)
     model = load_text_model(model_name, str(resolve_device(device)))
     if not cleaned:
         return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
     emb = model.encode(cleaned, batch_size=batch_size, show_progress_bar=progress, convert_to_numpy=True)
     return np.asarray(emb, dtype=np.float32)  # [n, d]
+
+
+def _warn_blank(texts: list[str]) -> None:
+    """Blank texts all encode to one vector: say how many (all of them makes the modality useless)."""
+    blank = sum(not text.strip() for text in texts)
+    if texts and blank == len(texts):
+        log.warning("every one of the %d item texts is empty: all items get the same text vector", blank)
+    elif blank:
+        log.warning("%d of %d item texts are empty; they share one text vector", blank, len(texts))
 
 
 def _clean(text, index: int) -> str:

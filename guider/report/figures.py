@@ -7,6 +7,7 @@ standard deviation over seeds.
 
 from __future__ import annotations
 
+import colorsys
 import math
 from pathlib import Path
 
@@ -25,10 +26,11 @@ from guider.report.labels import (  # noqa: E402
     dataset_name,
     dataset_order,
     display_name,
+    learn,
     method_order,
     metric_long_name,
 )
-from guider.report.runs import BASE_DATA, NATURAL, NO_NOISE, RATIO_KINDS  # noqa: E402
+from guider.report.runs import BASE_DATA, NO_NOISE, kind_rank  # noqa: E402
 
 FORMATS = ("pdf", "png")
 DPI = 150
@@ -41,7 +43,9 @@ RANDOM_DETECTOR = {  # a random false set of the same size: precision = base rat
 NOISE_AXIS = {"add": "added interactions", "delete": "deleted interactions", "modality": "swapped modalities"}
 _METHOD_COLORS = {"none": "#7f7f7f", "paper": "#1f77b4"}
 _PALETTE = plt.get_cmap("tab10").colors
-_OTHER_METHODS = [c for i, c in enumerate(_PALETTE) if i not in (0, 7)]  # tab10 without GUIDER blue and plain grey
+# tab10 without GUIDER blue and plain grey, then tab20's lighter shades of the same hues
+_OTHER_METHODS = [c for i, c in enumerate(_PALETTE) if i not in (0, 7)]
+_OTHER_METHODS += [c for i, c in enumerate(plt.get_cmap("tab20").colors) if i % 2 and i not in (1, 15)]
 
 
 def save_figure(fig: plt.Figure, stem: str | Path) -> list[Path]:
@@ -57,14 +61,30 @@ def save_figure(fig: plt.Figure, stem: str | Path) -> list[Path]:
 
 
 def method_color(method: str, methods: list[str]) -> tuple | str:
+    """A colour of its own for each method of a figure: plain grey, GUIDER blue, the others from
+    tab10 and tab20, and beyond those hues spaced by the golden angle (the palette never runs out)."""
     if method in _METHOD_COLORS:
         return _METHOD_COLORS[method]
     others = [m for m in methods if m not in _METHOD_COLORS]
-    return _OTHER_METHODS[others.index(method) % len(_OTHER_METHODS)]
+    index = others.index(method)
+    if index < len(_OTHER_METHODS):
+        return _OTHER_METHODS[index]
+    hue = (0.11 + 0.618033988749895 * (index - len(_OTHER_METHODS))) % 1.0
+    return colorsys.hsv_to_rgb(hue, 0.65, 0.55 + 0.3 * ((index // 7) % 2))
+
+
+def noise_axis(kind: str) -> str:
+    return NOISE_AXIS.get(kind, f"{kind} noise")
+
+
+def _has_ratio(rows: pd.DataFrame, kind: str) -> bool:
+    ratios = rows.loc[rows["noise_kind"] == kind, "noise_ratio"]
+    return bool(len(ratios)) and bool(ratios.notna().all())
 
 
 def comparison_bars(runs: pd.DataFrame, metric: str, methods: tuple[str, ...] = ("none", "paper")) -> plt.Figure:
     """One panel per dataset: grouped bars, backbone x method, on the base data."""
+    learn(runs)
     base = _require(
         runs[(runs["data"] == BASE_DATA) & runs["method"].isin(methods)], "plain/GUIDER runs on the base data"
     )
@@ -73,6 +93,7 @@ def comparison_bars(runs: pd.DataFrame, metric: str, methods: tuple[str, ...] = 
 
 def ablation_bars(runs: pd.DataFrame, metric: str) -> plt.Figure:
     """One panel per dataset that ran ablations: grouped bars, backbone x method."""
+    learn(runs)
     base = runs[runs["data"] == BASE_DATA]
     extra = [m for m in method_order(base["method"].unique()) if m not in ("none", "paper")]
     if not extra:
@@ -90,10 +111,11 @@ def ablation_bars(runs: pd.DataFrame, metric: str) -> plt.Figure:
 def noise_curves(runs: pd.DataFrame, metric: str, kind: str = "add") -> plt.Figure:
     """Test metric vs the ratio of one noise kind (the base data at 0), one panel per
     (dataset, backbone), a line + seed band per method."""
-    if kind not in RATIO_KINDS:
-        raise ValueError(f"noise figure: kind {kind!r} has no ratio axis; choose one of {', '.join(RATIO_KINDS)}")
+    learn(runs)
     noisy = runs[runs["noise_kind"] == kind]
     _require(noisy, f"'{kind}' noise runs")
+    if not _has_ratio(runs, kind):
+        raise ValueError(f"noise figure: kind {kind!r} has no ratio axis (its runs record no noise ratio)")
     study = runs[runs["dataset"].isin(noisy["dataset"]) & runs["noise_kind"].isin([kind, NO_NOISE])]
     keys = [
         (d, b)
@@ -118,11 +140,11 @@ def noise_curves(runs: pd.DataFrame, metric: str, kind: str = "add") -> plt.Figu
                 linewidth=0,
             )
         ax.set_title(f"{dataset_name(dataset)} · {backbone_name(backbone)}")
-        ax.set_xlabel(f"{NOISE_AXIS[kind]} ratio")
+        ax.set_xlabel(f"{noise_axis(kind)} ratio")
         ax.set_ylabel(f"test {metric_long_name(metric)}")
         ax.grid(alpha=0.3)
     _legend_below(fig, axes[0])
-    fig.suptitle(f"Robustness to {NOISE_AXIS[kind]} (mean ± std over seeds)")
+    fig.suptitle(f"Robustness to {noise_axis(kind)} (mean ± std over seeds)")
     return fig
 
 
@@ -131,6 +153,7 @@ def training_curves(curves: pd.DataFrame, metric: str, methods: tuple[str, ...] 
     column = f"valid_{metric}"
     if column not in curves.columns:
         raise ValueError(f"training curves have no column {column!r} (log.csv of the runs)")
+    learn(curves)
     base = _require(curves[(curves["data"] == BASE_DATA) & curves["method"].isin(methods)], "training curves")
     datasets = dataset_order(base["dataset"])
     backbones = backbone_order(base["backbone"])
@@ -165,6 +188,7 @@ def detection_quality(runs: pd.DataFrame, method: str = "paper") -> plt.Figure:
     add and natural, the interactions of the swapped items for modality) vs the ratio, one
     row of two panels per (dataset, kind); the dotted line is a random detector (its
     precision is the labels' base rate, its recall the false set's share of train)."""
+    learn(runs)
     cols = list(DETECTION_COLUMNS)
     scored = runs[(runs["data"] != BASE_DATA) & (runs["method"] == method)]
     if not set(cols) <= set(runs.columns) or scored[cols].isna().all().all():
@@ -175,7 +199,8 @@ def detection_quality(runs: pd.DataFrame, method: str = "paper") -> plt.Figure:
     fig, axes = _panel_grid(2 * len(panels), width=4.2, height=3.0, ncols=2)
     for p_index, (dataset, kind) in enumerate(panels):
         at = scored[(scored["dataset"] == dataset) & (scored["noise_kind"] == kind)]
-        if kind == NATURAL:  # no ratio: one point, drawn at 0
+        ratio_less = not _has_ratio(at, kind)
+        if ratio_less:  # no ratio (natural): one point, drawn at 0
             at = at.assign(noise_ratio=0.0)
         for ax, col in zip(axes[2 * p_index : 2 * p_index + 2], cols):
             for b_index, backbone in enumerate(backbones):
@@ -200,7 +225,7 @@ def detection_quality(runs: pd.DataFrame, method: str = "paper") -> plt.Figure:
                 label="random detector",
             )
             ax.set_title(f"{dataset_name(dataset)} · {kind} · AMSC {col.split('.')[-1]}")
-            ax.set_xlabel("low-rated interactions (no ratio)" if kind == NATURAL else f"{NOISE_AXIS[kind]} ratio")
+            ax.set_xlabel(f"{kind} (no ratio)" if ratio_less else f"{noise_axis(kind)} ratio")
             ax.set_ylabel(col.split(".")[-1])
             ax.set_ylim(0, 1.02)
             ax.grid(alpha=0.3)
@@ -210,7 +235,7 @@ def detection_quality(runs: pd.DataFrame, method: str = "paper") -> plt.Figure:
 
 
 def _kinds(rows: pd.DataFrame) -> list[str]:
-    return [k for k in (*RATIO_KINDS, NATURAL) if k in set(rows["noise_kind"])]
+    return sorted(set(rows["noise_kind"]) - {NO_NOISE}, key=lambda k: (kind_rank(k), k))
 
 
 def _any(rows: pd.DataFrame, dataset: str, kind: str) -> bool:

@@ -1,37 +1,65 @@
 """Labels: method, backbone, dataset and metric names, as tables and plots show them.
 
-Methods and backbones are the registered ones: each objective class carries its
-`display_name` (guider/objective.py, guider/denoise/) and so does each backbone class
-(guider/models/), and tables list them in registration order. A name the registries do not
-know (a run of a plug-in that is not installed here) is shown as it is, after the known ones.
+Display names, a method's role (plain, guider, ablation, released, baseline) and the table
+order come from the runs themselves: `guider train` records them in metrics.json (`labels`)
+and `report collect` copies them into runs.csv (backbone_name, method_name, method_role,
+backbone_rank, method_rank), so the report imports no model or method code and a plug-in's
+runs are named as the plug-in names them. `learn(runs)` reads them from a runs table (every
+table and figure calls it); a name never seen is shown as it is, after the known ones.
 """
 
 from __future__ import annotations
 
+import pandas as pd
 
-def _methods() -> dict[str, str]:
-    from guider.objective import available_objectives, objective_class
-
-    return {name: objective_class(name).display_name for name in available_objectives()}
-
-
-def _backbones() -> dict[str, str]:
-    from guider.models import get_class, registered
-
-    return {name: get_class(name).display_name or name for name in registered()}
+_NAMES: dict[str, dict[str, str]] = {"backbone": {}, "method": {}}
+_RANKS: dict[str, dict[str, int]] = {"backbone": {}, "method": {}}
+_ROLES: dict[str, str] = {}
 
 
-DENOISERS = ("tce", "rce", "damrs")  # the denoising baselines GUIDER is compared with (baselines table)
+def learn(runs: pd.DataFrame) -> None:
+    """Remember the names, roles and ranks of a runs table (columns written by report collect)."""
+    for kind in ("backbone", "method"):
+        if f"{kind}_name" in runs.columns:
+            pairs = runs[[kind, f"{kind}_name", f"{kind}_rank"]].drop_duplicates(kind)
+            _NAMES[kind].update(zip(pairs[kind], pairs[f"{kind}_name"].astype(str)))
+            _RANKS[kind].update(zip(pairs[kind], pairs[f"{kind}_rank"].astype(int)))
+    if "method_role" in runs.columns:
+        _ROLES.update(runs[["method", "method_role"]].drop_duplicates("method").itertuples(index=False, name=None))
+
+
+def learn_record(record: dict) -> None:
+    """Remember the names of a tuning record (guider tune select writes its `labels`)."""
+    labels = record.get("labels") or {}
+    for kind in ("backbone", "method"):
+        name = record.get(kind)
+        if name is not None and labels.get(kind):
+            _NAMES[kind][name] = str(labels[kind])
+            _RANKS[kind][name] = int(labels.get(f"{kind}_rank", 10**6))
 
 
 def display_name(method: str) -> str:
-    return _methods().get(method, method)
+    return _NAMES["method"].get(method, method)
+
+
+def role(method: str) -> str:
+    """A method's place in the report (guider.objective: plain, guider, ablation, released, baseline)."""
+    return _ROLES.get(method, "plain" if method == "none" else "other")
+
+
+def methods_with_role(methods, wanted: str) -> list[str]:
+    return [m for m in method_order(methods) if role(m) == wanted]
+
+
+def _ordered(kind: str, names) -> list[str]:
+    distinct = list(dict.fromkeys(names))
+    known = sorted((n for n in distinct if n in _RANKS[kind]), key=lambda n: (_RANKS[kind][n], n))
+    return known + sorted(n for n in distinct if n not in _RANKS[kind])
 
 
 def method_order(labels) -> list[str]:
-    """`labels` sorted in table order (registered methods first, the rest alphabetically)."""
-    known = [m for m in _methods() if m in set(labels)]
-    return known + sorted(set(labels) - set(known))
+    """`labels` sorted in table order (registration order of the methods, the rest alphabetically)."""
+    return _ordered("method", labels)
 
 
 _METRIC_SHORT = {"recall": "R", "ndcg": "N", "precision": "P", "map": "MAP"}
@@ -47,7 +75,7 @@ def canonical_order(names, canonical) -> list[str]:
 
 
 def backbone_order(names) -> list[str]:
-    return canonical_order(names, list(_backbones()))
+    return _ordered("backbone", names)
 
 
 def dataset_order(names) -> list[str]:
@@ -55,7 +83,7 @@ def dataset_order(names) -> list[str]:
 
 
 def backbone_name(name: str) -> str:
-    return _backbones().get(name, name)
+    return _NAMES["backbone"].get(name, name)
 
 
 def dataset_name(name: str) -> str:

@@ -1,42 +1,38 @@
 """Collect finished runs into one tidy table (one row per run) and their training curves.
 
-The workflow stores every run at
+Every run carries its own coordinates: `guider train` writes into metrics.json the study
+coordinates of the data it trained on (`study`: the dataset's name, its data level, the noise
+kind and ratio, read from the data folder's dataset.json) and how tables name and order it
+(`labels`: display names, the method's role, registration order). `report collect` reads
+those; the run's folder is only a cross-check: when it follows the workflow's layout
 
     results/runs/<dataset>/<data>/<backbone>/<method>/seed<k>/
 
-where <data> is `base` (the dataset as prepared), `<kind><r>` (a noisy copy made by
-`guider data noise --kind <kind> --ratio r`: add0.2, delete0.1, modality0.4) or `natural`
-(low-rated interactions labelled as noise: no ratio), and <method> a registered method name
-(`guider train --method`). The path gives the study coordinates that the trainer cannot
-know (the noise kind and ratio of the data it was handed); metrics.json and
-config.json give the rest, and the two are cross-checked so a misplaced run is an error,
-not a wrong table.
+a disagreement is an error naming the run. Each run's recorded data fingerprint is compared
+with its data folder (config.json `data`) as it is now, so a dataset replaced after training
+is refused instead of reported. The report never imports model or method code.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-BASE_DATA = "base"
-NO_NOISE = "none"  # noise_kind of the base data
-RATIO_KINDS = ("add", "delete", "modality")  # noise kinds with a ratio, in the report's order
-NATURAL = "natural"  # the kind without a ratio (noise_ratio NaN)
-_NOISE_DATA = re.compile(r"^(" + "|".join(RATIO_KINDS) + r")(\d+(?:\.\d+)?)$")
+from guider.data.noise import BASE_LEVEL, NO_NOISE, noise_kinds
+
+log = logging.getLogger(__name__)
+BASE_DATA = BASE_LEVEL
 _SEED_DIR = re.compile(r"^seed(\d+)$")
 STUDY_COLUMNS = ("dataset", "data", "noise_kind", "noise_ratio", "backbone", "method", "seed")  # a run's coordinates
+LABEL_COLUMNS = ("backbone_name", "method_name", "method_role", "backbone_rank", "method_rank")
 RUN_COLUMNS = [
-    "dataset",
-    "data",
-    "noise_kind",
-    "noise_ratio",
-    "backbone",
-    "method",
-    "seed",
+    *STUDY_COLUMNS,
+    *LABEL_COLUMNS,
     "best_epoch",
     "epochs_run",
     "train_seconds",
@@ -46,85 +42,19 @@ RUN_COLUMNS = [
 ]
 
 
-@dataclass(frozen=True)
-class RunKey:
-    """Study coordinates of a run, read from its directory."""
-
-    dataset: str
-    data: str
-    backbone: str
-    method: str
-    seed: int
-
-    @property
-    def noise_kind(self) -> str:
-        return noise_of(self.data)[0]
-
-    @property
-    def noise_ratio(self) -> float:
-        return noise_of(self.data)[1]
-
-
-def noise_of(data: str) -> tuple[str, float]:
-    """(noise kind, ratio) of a data folder name: 'base' -> ('none', 0.0), 'add0.2' ->
-    ('add', 0.2), 'natural' -> ('natural', nan); ValueError otherwise."""
-    if data == BASE_DATA:
-        return NO_NOISE, 0.0
-    if data == NATURAL:
-        return NATURAL, float("nan")
-    match = _NOISE_DATA.match(data)
-    if not match:
-        kinds = "|".join(RATIO_KINDS)
-        raise ValueError(f"data folder name {data!r} is neither '{BASE_DATA}', '{NATURAL}' nor '<{kinds}><ratio>'")
-    return match.group(1), float(match.group(2))
-
-
-def noise_ratio(data: str) -> float:
-    """The ratio of a data folder name (0.0 for 'base', nan for 'natural')."""
-    return noise_of(data)[1]
-
-
-def data_name(ratio: float, kind: str = "add") -> str:
-    """Inverse of `noise_of`: 0 -> 'base', (0.2, 'add') -> 'add0.2', kind 'natural' -> 'natural'."""
-    if kind == NATURAL:
-        return NATURAL
-    if kind not in RATIO_KINDS:
-        raise ValueError(f"unknown noise kind {kind!r}; choose one of {', '.join((*RATIO_KINDS, NATURAL))}")
-    return BASE_DATA if ratio == 0 else f"{kind}{ratio:g}"
-
-
-def parse_run_path(metrics_path: str | Path) -> RunKey:
-    """RunKey of `.../<dataset>/<data>/<backbone>/<method>/seed<k>/metrics.json`."""
-    parts = Path(metrics_path).parts
-    if len(parts) < 6:
-        raise ValueError(f"{metrics_path}: expected .../<dataset>/<data>/<backbone>/<method>/seed<k>/metrics.json")
-    dataset, data, backbone, method, seed_dir = parts[-6:-1]
-    seed = _SEED_DIR.match(seed_dir)
-    if not seed:
-        raise ValueError(f"{metrics_path}: run folder {seed_dir!r} is not 'seed<k>'")
-    noise_of(data)  # validates the data folder name
-    return RunKey(dataset, data, backbone, method, int(seed.group(1)))
-
-
 def read_run(metrics_path: str | Path) -> dict:
-    """One runs.csv row: study coordinates, training facts, valid/test means, detection quality."""
+    """One runs.csv row: study coordinates, labels, training facts, valid/test means, detection quality."""
     metrics_path = Path(metrics_path)
-    key = parse_run_path(metrics_path)
     metrics = _read_json(metrics_path)
-    config = _read_json(metrics_path.with_name("config.json")) if metrics_path.with_name("config.json").exists() else {}
-    method = _method_of(metrics, config, metrics_path)
-    _check_consistent(key, metrics, method, metrics_path)
-    row = {
-        "dataset": key.dataset,
-        "data": key.data,
-        "noise_kind": key.noise_kind,
-        "noise_ratio": key.noise_ratio,
-        "backbone": key.backbone,
-        "method": key.method,
-        "seed": key.seed,
-        **{k: metrics.get(k) for k in ("best_epoch", "epochs_run", "train_seconds", "seconds_per_epoch", "device")},
-        "run_dir": str(metrics_path.parent),
-    }
+    config_path = metrics_path.with_name("config.json")
+    config = _read_json(config_path) if config_path.exists() else {}
+    _check_metrics(metrics, metrics_path)
+    row = {**_coordinates(metrics, config, metrics_path), **_labels(metrics, metrics_path)}
+    _check_folder(row, metrics_path)
+    if not _check_fingerprint(config, metrics, metrics_path):
+        row["_fingerprint_unchecked"] = True
+    row.update({k: metrics.get(k) for k in ("best_epoch", "epochs_run", "train_seconds", "seconds_per_epoch")})
+    row.update(device=metrics.get("device"), run_dir=str(metrics_path.parent))
     for split in ("valid", "test"):
         row.update({f"{split}.{name}": float(value) for name, value in metrics[split].items()})
     row.update({f"detect.{name}": value for name, value in _detection(metrics, metrics_path).items()})
@@ -136,13 +66,24 @@ def collect_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
     if not metrics_paths:
         raise ValueError("no runs to collect: the list of metrics.json files is empty")
     rows = [read_run(path) for path in metrics_paths]
+    unchecked = sum(row.pop("_fingerprint_unchecked", False) for row in rows)
+    if unchecked:
+        log.warning("%d run(s) record no data folder or fingerprint; their data was not checked", unchecked)
     table = pd.DataFrame(rows)
     duplicated = table.duplicated(["dataset", "data", "backbone", "method", "seed"])
     if duplicated.any():
         raise ValueError(f"the same run is listed twice: {table.loc[duplicated, 'run_dir'].tolist()}")
     metric_cols = sorted(c for c in table.columns if c not in RUN_COLUMNS)
-    order = ["dataset", "noise_kind", "noise_ratio", "backbone", "method", "seed"]
-    return table[RUN_COLUMNS + metric_cols].sort_values(order, kind="stable").reset_index(drop=True)
+    table["_kind_order"] = table["noise_kind"].map(kind_rank)
+    order = ["dataset", "_kind_order", "noise_ratio", "backbone_rank", "backbone", "method_rank", "method", "seed"]
+    table = table.sort_values(order, kind="stable").reset_index(drop=True)
+    return table[RUN_COLUMNS + metric_cols]
+
+
+def kind_rank(kind: str) -> int:
+    """Order of noise kinds: none first, then the registered kinds, then any other."""
+    known = [NO_NOISE, *noise_kinds()]
+    return known.index(kind) if kind in known else len(known)
 
 
 def collect_curves(runs: pd.DataFrame) -> pd.DataFrame:
@@ -152,48 +93,113 @@ def collect_curves(runs: pd.DataFrame) -> pd.DataFrame:
         path = Path(run.run_dir) / "log.csv"
         if not path.exists():
             raise ValueError(f"{path}: training log missing (every run writes log.csv)")
-        log = pd.read_csv(path)
-        if "epoch" not in log.columns:
+        log_rows = pd.read_csv(path)
+        if "epoch" not in log_rows.columns:
             raise ValueError(f"{path}: no 'epoch' column")
-        keys = {c: getattr(run, c) for c in STUDY_COLUMNS}
-        frames.append(log.assign(**keys))
+        keys = {c: getattr(run, c) for c in (*STUDY_COLUMNS, *LABEL_COLUMNS)}
+        frames.append(log_rows.assign(**keys))
     curves = pd.concat(frames, ignore_index=True)
-    front = [*STUDY_COLUMNS, "epoch"]
+    front = [*STUDY_COLUMNS, *LABEL_COLUMNS, "epoch"]
     return curves[front + [c for c in curves.columns if c not in front]]
 
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         raise ValueError(f"{path}: file missing") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
 
 
-def _method_of(metrics: dict, config: dict, path: Path) -> str:
-    """The run's method: config.json is authoritative, metrics.json the fallback. Runs written
-    before 0.2 recorded a (variant, denoise) pair instead; it names the method too."""
+def _check_metrics(metrics: dict, path: Path) -> None:
     for key in ("valid", "test"):
-        if not isinstance(metrics.get(key), dict) or not metrics[key]:
+        values = metrics.get(key)
+        if not isinstance(values, dict) or not values:
             raise ValueError(f"{path}: '{key}' must map metric names to values")
-    method = config.get("method", metrics.get("method"))
-    if method is not None:
-        return method
-    variant = config.get("variant", metrics.get("variant"))
-    denoise = config.get("denoise", metrics.get("denoise_method", metrics.get("denoise", "none")))
-    if variant is None:
-        raise ValueError(f"{path}: no 'method' in metrics.json or config.json")
-    return denoise if isinstance(denoise, str) and denoise != "none" else variant
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{path}: {key}.{name} is {value!r}, not a number")
 
 
-def _check_consistent(key: RunKey, metrics: dict, method: str, path: Path) -> None:
-    found = {"backbone": metrics.get("backbone"), "seed": metrics.get("seed"), "method": method}
-    expected = {"backbone": key.backbone, "seed": key.seed, "method": key.method}
-    wrong = {k: (found[k], expected[k]) for k in expected if found[k] != expected[k]}
+def _coordinates(metrics: dict, config: dict, path: Path) -> dict:
+    """The run's study coordinates from metrics.json (`study`, with backbone, method, seed); the
+    method config.json records wins (the resolved config the run trained)."""
+    study = metrics.get("study")
+    if not isinstance(study, dict) or not {"dataset", "data", "noise_kind"} <= set(study):
+        raise ValueError(
+            f"{path}: no study coordinates (a run written before guider 0.4); run the same `guider train` "
+            "command with --resume to rewrite its files"
+        )
+    ratio = study.get("noise_ratio")
+    coordinates = {
+        "dataset": study["dataset"],
+        "data": study["data"],
+        "noise_kind": study["noise_kind"],
+        "noise_ratio": float("nan") if ratio is None else float(ratio),
+        "backbone": metrics.get("backbone"),
+        "method": config.get("method", metrics.get("method")),
+        "seed": metrics.get("seed"),
+    }
+    missing = [k for k, v in coordinates.items() if v is None]
+    if missing or not isinstance(coordinates["seed"], int):
+        raise ValueError(f"{path}: metrics.json lacks {missing or ['an integer seed']}")
+    return coordinates
+
+
+def _labels(metrics: dict, path: Path) -> dict:
+    labels = metrics.get("labels")
+    if not isinstance(labels, dict):
+        raise ValueError(f"{path}: no labels (display names); run the same `guider train` command with --resume")
+    return {
+        "backbone_name": str(labels.get("backbone") or metrics["backbone"]),
+        "method_name": str(labels.get("method") or metrics["method"]),
+        "method_role": str(labels.get("method_role") or "other"),
+        "backbone_rank": int(labels.get("backbone_rank", 10**6)),
+        "method_rank": int(labels.get("method_rank", 10**6)),
+    }
+
+
+def _check_folder(row: dict, path: Path) -> None:
+    """A run in the workflow's layout must sit in the folder of its own coordinates."""
+    parts = path.parts
+    if len(parts) < 6 or not _SEED_DIR.match(parts[-2]):
+        return  # a run folder outside the layout: nothing to cross-check
+    dataset, data, backbone, method, seed_dir = parts[-6:-1]
+    folder = {"dataset": dataset, "data": data, "backbone": backbone, "method": method}
+    folder["seed"] = int(_SEED_DIR.match(seed_dir).group(1))
+    wrong = {k: (row[k], v) for k, v in folder.items() if row[k] != v}
     if wrong:
         detail = ", ".join(f"{k}={got!r} but the folder says {want!r}" for k, (got, want) in wrong.items())
         raise ValueError(f"{path}: run does not match its folder: {detail}")
+
+
+def _check_fingerprint(config: dict, metrics: dict, path: Path) -> bool:
+    """The data folder the run trained on must still hold the data it recorded; False when the
+    run records no data folder or fingerprint (nothing to check)."""
+    folder, recorded = config.get("data"), metrics.get("data_fingerprint", config.get("data_fingerprint"))
+    if not folder or not recorded:
+        return False
+    current = _fingerprint_of(str(Path(folder).resolve()))
+    if current != recorded:
+        raise ValueError(
+            f"{path}: trained on data with fingerprint {recorded}, but its data folder {folder} now holds "
+            f"{current}: the dataset changed after training; retrain the run (guider train --resume starts afresh)"
+        )
+    return True
+
+
+@functools.cache
+def _fingerprint_of(folder: str) -> str:
+    from guider.data import load_dataset
+    from guider.data.fingerprint import dataset_fingerprint
+
+    if not Path(folder).is_dir():
+        raise ValueError(f"{folder}: the data folder a run trained on is gone; its fingerprint cannot be checked")
+    return dataset_fingerprint(load_dataset(folder))
 
 
 def _detection(metrics: dict, path: Path) -> dict[str, float]:

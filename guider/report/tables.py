@@ -21,16 +21,17 @@ import pandas as pd
 
 from guider.report import stats
 from guider.report.labels import (
-    DENOISERS,
     backbone_name,
     backbone_order,
     dataset_name,
     dataset_order,
     display_name,
+    learn,
     method_order,
+    methods_with_role,
     metric_name,
 )
-from guider.report.runs import BASE_DATA, NATURAL, RATIO_KINDS
+from guider.report.runs import BASE_DATA, kind_rank
 
 SEED_MARK = "*"
 USER_MARK = "†"
@@ -163,6 +164,7 @@ def main_table(
     load: PerUserLoader = read_per_user,
 ) -> tuple[Table, pd.DataFrame]:
     """The main comparison table and the significance tests behind its marks."""
+    learn(runs)
     tests = significance(runs, metrics, treatment, baseline, load)
     datasets = _datasets(runs)
     n_seeds = sorted(set(_select_base(runs).groupby(["dataset", "backbone", "method"]).size()))
@@ -190,6 +192,7 @@ def main_table(
 
 def ablation_table(runs: pd.DataFrame, metrics: list[str], methods: list[str] | None = None) -> Table:
     """Rows = methods per backbone, columns = dataset x metric, over datasets that ran an ablation."""
+    learn(runs)
     base = _select_base(runs)
     present = (
         method_order(base["method"].unique()) if methods is None else [m for m in methods if m in set(base["method"])]
@@ -214,14 +217,22 @@ def ablation_table(runs: pd.DataFrame, metrics: list[str], methods: list[str] | 
 
 
 def baselines_table(
-    runs: pd.DataFrame, metrics: list[str], *, denoisers=DENOISERS, treatment: str = "paper", baseline: str = "none"
+    runs: pd.DataFrame,
+    metrics: list[str],
+    *,
+    denoisers: list[str] | None = None,
+    treatment: str = "paper",
+    baseline: str = "none",
 ) -> Table:
-    """The denoising comparison: per backbone that ran a denoiser, the rows plain / +T-CE /
-    +R-CE / +DA-MRS / +GUIDER (those present), columns = dataset x metric on the base data."""
+    """The denoising comparison: per backbone that ran a denoiser (a method whose role is
+    'baseline', recorded by the run), the rows plain / +T-CE / +R-CE / +DA-MRS / +GUIDER (those
+    present), columns = dataset x metric on the base data."""
+    learn(runs)
     base = _select_base(runs)
+    denoisers = methods_with_role(base["method"].unique(), "baseline") if denoisers is None else denoisers
     ran = base[base["method"].isin(denoisers)]
     if ran.empty:
-        raise ValueError(f"no denoising baseline runs found (methods {', '.join(denoisers)} on the base data)")
+        raise ValueError("no denoising baseline runs found (methods whose role is 'baseline', on the base data)")
     methods = [baseline, *denoisers, treatment]
     table = Table(
         caption=f"Denoising baselines and {display_name(treatment)}: test metrics, mean ± std over seeds",
@@ -310,15 +321,16 @@ def robustness_table(runs: pd.DataFrame, metric: str) -> Table:
     relative change from the clean data (summary.noise_curve)."""
     from guider.report.summary import noise_curve
 
+    learn(runs)
     curve = noise_curve(runs, metric)
     noisy = curve[curve["noise_ratio"] != 0]
     if noisy.empty:
         raise ValueError("no noise-study runs found (runs on noisy copies of a dataset)")
-    kinds = [k for k in (*RATIO_KINDS, NATURAL) if k in set(noisy["noise_kind"])]
+    kinds = sorted(set(noisy["noise_kind"]), key=lambda k: (kind_rank(k), k))
     columns = [(k, r) for k in kinds for r in sorted(noisy.loc[noisy["noise_kind"] == k, "noise_ratio"].unique())]
     table = Table(
         caption=f"Robustness: test {metric_name(metric)} on noisy copies (relative change from the clean data)",
-        groups=["clean"] + [k if k == NATURAL else f"{k} {r:g}" for k, r in columns],
+        groups=["clean"] + [k if r != r else f"{k} {r:g}" for k, r in columns],
         metrics=[metric],
         notes=[
             "Columns: the clean data, then noise kind and ratio (natural: the low-rated interactions, no ratio). "

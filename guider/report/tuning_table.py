@@ -7,7 +7,15 @@ are left out (they train plain training's point)."""
 
 from __future__ import annotations
 
-from guider.report.labels import backbone_name, backbone_order, dataset_name, dataset_order, display_name, method_order
+from guider.report.labels import (
+    backbone_name,
+    backbone_order,
+    dataset_name,
+    dataset_order,
+    display_name,
+    learn_record,
+    method_order,
+)
 
 COLUMNS = (
     "Dataset", "Backbone", "Method", "Points", "Chosen on valid", "Valid R@20", "Test R@20",
@@ -28,6 +36,8 @@ def point_text(point: dict) -> str:
 
 def selection_rows(records: list[dict]) -> list[list[str]]:
     """One row per record with points, in dataset, backbone, method order."""
+    for record in records:
+        learn_record(record)
     tuned = [r for r in records if r.get("points")]
     if not tuned:
         raise ValueError("no tuning record with grid points (every method inherited plain training's point)")

@@ -17,10 +17,10 @@ rule text_features:
         mem_mb=job_resources("features")["mem_mb"],
         runtime=job_resources("features")["runtime"],
     params:
-        folder=lambda wildcards, input: os.path.dirname(input.content),
-        args=feature_args("text"),
+        folder=lambda wildcards, input: folder_of(input.content),
+        args=lambda wildcards: STUDY.feature_args(wildcards.dataset, "text"),
     shell:
-        "guider features text --data {params.folder} {params.args} --no-progress > {log} 2>&1"
+        "guider features text --data {params.folder:q} {params.args:q} --no-progress > {log:q} 2>&1"
 
 
 rule image_features:
@@ -38,7 +38,7 @@ rule image_features:
         mem_mb=job_resources("features")["mem_mb"],
         runtime=job_resources("features")["runtime"],
     params:
-        folder=lambda wildcards, input: os.path.dirname(input.content),
-        args=feature_args("image"),
+        folder=lambda wildcards, input: folder_of(input.content),
+        args=lambda wildcards: STUDY.feature_args(wildcards.dataset, "image"),
     shell:
-        "guider features image --data {params.folder} {params.args} --no-progress > {log} 2>&1"
+        "guider features image --data {params.folder:q} {params.args:q} --no-progress > {log:q} 2>&1"

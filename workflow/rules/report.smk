@@ -1,8 +1,8 @@
 # Aggregation: runs.csv, tables (Markdown + LaTeX), metrics for DVC, figures (PDF + PNG).
 # `snakemake --report results/report.html` collects the outputs marked report(...).
 
-REPORT_METRICS = " ".join(config["report"]["metrics"])
-FIGURE_METRIC = config["report"]["figure_metric"]
+REPORT_METRICS = STUDY.config["report"]["metrics"]
+FIGURE_METRIC = STUDY.config["report"]["figure_metric"]
 
 
 rule collect_runs:
@@ -20,7 +20,8 @@ rule collect_runs:
     resources:
         **job_resources("report"),
     shell:
-        "guider report collect --metrics {input.metrics} --out {output.runs} --curves {output.curves} > {log} 2>&1"
+        "guider report collect --metrics {input.metrics:q} --out {output.runs:q} --curves {output.curves:q} "
+        "> {log:q} 2>&1"
 
 
 rule main_table:
@@ -41,11 +42,11 @@ rule main_table:
     params:
         stem=lambda wildcards, output: os.path.splitext(output.md)[0],
         metrics=REPORT_METRICS,
-        alpha=config["report"]["alpha"],
-        note=note_args(),
+        alpha=STUDY.config["report"]["alpha"],
+        note=STUDY.note_args(),
     shell:
-        "guider report table main --runs {input.runs} --out {params.stem} --metrics {params.metrics} "
-        "--alpha {params.alpha} {params.note} > {log} 2>&1"
+        "guider report table main --runs {input.runs:q} --out {params.stem:q} --metrics {params.metrics:q} "
+        "--alpha {params.alpha:q} {params.note:q} > {log:q} 2>&1"
 
 
 rule ablation_table:
@@ -65,7 +66,8 @@ rule ablation_table:
         stem=lambda wildcards, output: os.path.splitext(output.md)[0],
         metrics=REPORT_METRICS,
     shell:
-        "guider report table ablation --runs {input.runs} --out {params.stem} --metrics {params.metrics} > {log} 2>&1"
+        "guider report table ablation --runs {input.runs:q} --out {params.stem:q} --metrics {params.metrics:q} "
+        "> {log:q} 2>&1"
 
 
 rule baselines_table:
@@ -85,7 +87,8 @@ rule baselines_table:
         stem=lambda wildcards, output: os.path.splitext(output.md)[0],
         metrics=REPORT_METRICS,
     shell:
-        "guider report table baselines --runs {input.runs} --out {params.stem} --metrics {params.metrics} > {log} 2>&1"
+        "guider report table baselines --runs {input.runs:q} --out {params.stem:q} --metrics {params.metrics:q} "
+        "> {log:q} 2>&1"
 
 
 rule robustness_table:
@@ -105,12 +108,13 @@ rule robustness_table:
         stem=lambda wildcards, output: os.path.splitext(output.md)[0],
         metric=FIGURE_METRIC,
     shell:
-        "guider report table robustness --runs {input.runs} --out {params.stem} --metrics {params.metric} > {log} 2>&1"
+        "guider report table robustness --runs {input.runs:q} --out {params.stem:q} --metrics {params.metric:q} "
+        "> {log:q} 2>&1"
 
 
 rule tuning_table:
     input:
-        records=[tuning_record(*key) for key in tuning_keys()],
+        records=[STUDY.tuning_record(*key) for key in STUDY.tuning_keys()],
     output:
         md=report("results/tables/tuning.md", caption="../report/tuning.rst", category="Tables"),
         tex="results/tables/tuning.tex",
@@ -124,7 +128,7 @@ rule tuning_table:
     params:
         stem=lambda wildcards, output: os.path.splitext(output.md)[0],
     shell:
-        "guider report tuning --records {input.records} --out {params.stem} > {log} 2>&1"
+        "guider report tuning --records {input.records:q} --out {params.stem:q} > {log:q} 2>&1"
 
 
 rule headline_metrics:
@@ -142,7 +146,8 @@ rule headline_metrics:
     params:
         metrics=REPORT_METRICS,
     shell:
-        "guider report summary --runs {input.runs} --metrics-out {output.metrics} --metrics {params.metrics} > {log} 2>&1"
+        "guider report summary --runs {input.runs:q} --metrics-out {output.metrics:q} --metrics {params.metrics:q} "
+        "> {log:q} 2>&1"
 
 
 rule noise_curve:
@@ -160,7 +165,8 @@ rule noise_curve:
     params:
         metric=FIGURE_METRIC,
     shell:
-        "guider report summary --runs {input.runs} --noise-out {output.curve} --metric {params.metric} > {log} 2>&1"
+        "guider report summary --runs {input.runs:q} --noise-out {output.curve:q} --metric {params.metric:q} "
+        "> {log:q} 2>&1"
 
 
 # One rule for every figure: `guider report figure <figure>`; the caption (figure.rst)
@@ -174,7 +180,7 @@ rule figure:
     log:
         "results/logs/report/figure_{figure}.log",
     wildcard_constraints:
-        figure=name_pattern(ALL_FIGURES),
+        figure=name_pattern(STUDY.all_figures()),
     localrule: True
     conda:
         CONDA_ENV
@@ -182,7 +188,8 @@ rule figure:
         **job_resources("report"),
     params:
         stem=lambda wildcards, output: os.path.splitext(output.png)[0],
-        command=figure_command,
-        args=figure_args,
+        command=lambda wildcards: STUDY.figure_command(wildcards.figure),
+        args=lambda wildcards: STUDY.figure_args(wildcards.figure),
     shell:
-        "guider report figure {params.command} --runs {input.runs} {params.args} --out {params.stem} > {log} 2>&1"
+        "guider report figure {params.command:q} --runs {input.runs:q} {params.args:q} --out {params.stem:q} "
+        "> {log:q} 2>&1"

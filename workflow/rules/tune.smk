@@ -6,14 +6,13 @@
 
 rule tune_point:
     input:
-        unpack(lambda wildcards: base_data_files(wildcards.dataset)),
-        unpack(tuning_inherit_input),
+        unpack(lambda wildcards: point_of(wildcards).inputs()),
     output:
         metrics="results/tuning/{dataset}/{backbone}/{method}/point{point}/metrics.json",
     log:
         "results/logs/tune/{dataset}/{backbone}/{method}/point{point}.log",
-    wildcard_constraints:
-        point=r"[0-9]+",
+    benchmark:
+        "results/benchmarks/tune/{dataset}/{backbone}/{method}/point{point}.tsv"
     conda:
         CONDA_ENV
     threads: job_resources("train")["threads"]
@@ -22,18 +21,18 @@ rule tune_point:
         mem_mb=job_resources("train")["mem_mb"],
         runtime=job_resources("train")["runtime"],
     params:
-        data=lambda wildcards, input: os.path.dirname(input.meta),
-        run=lambda wildcards, output: os.path.dirname(output.metrics),
-        args=tune_point_args,
+        data=lambda wildcards, input: folder_of(input.meta),
+        run=lambda wildcards, output: folder_of(output.metrics),
+        args=lambda wildcards: point_of(wildcards).train_args(),
     shell:
-        "guider train --data {params.data} --backbone {wildcards.backbone} --out {params.run} {params.args} "
-        "--resume --no-progress > {log} 2>&1"
+        "guider train --data {params.data:q} --backbone {wildcards.backbone:q} --out {params.run:q} "
+        "{params.args:q} --resume --no-progress > {log:q} 2>&1"
 
 
 rule tune_select:
     input:
-        unpack(tuning_inherit_input),
-        runs=tuning_point_runs,
+        unpack(tuning_inputs),
+        runs=tuning_point_metrics,
     output:
         record="results/tuning/{dataset}/{backbone}/{method}.json",
     log:
@@ -44,7 +43,7 @@ rule tune_select:
     resources:
         **job_resources("report"),
     params:
-        args=tune_select_args,
+        args=lambda wildcards: STUDY.tune_select_args(wildcards.dataset, wildcards.backbone, wildcards.method),
     shell:
-        "guider tune select --dataset {wildcards.dataset} --backbone {wildcards.backbone} "
-        "--method {wildcards.method} {params.args} --out {output.record} > {log} 2>&1"
+        "guider tune select --dataset {wildcards.dataset:q} --backbone {wildcards.backbone:q} "
+        "--method {wildcards.method:q} {params.args:q} --out {output.record:q} > {log:q} 2>&1"

@@ -21,33 +21,20 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from guider.data.noise import DEFAULT_MAX_NOISY_RATING, MODALITY_CHOICES, NOISE_KINDS, NOISE_MODES
+    from guider.data.noise import noise_kind, noise_kinds
 
+    kinds = noise_kinds()
     parser.add_argument("--data", required=True, type=Path, help="dataset folder to copy (MMRec-compatible)")
     parser.add_argument("--out", required=True, type=Path, help="folder of the noisy copy (replaced atomically)")
-    parser.add_argument("--kind", default="add", choices=NOISE_KINDS, help="noise kind (default: add)")
+    parser.add_argument("--kind", default="add", choices=kinds, help="noise kind (default: add)")
     parser.add_argument(
         "--ratio",
         type=float,
-        help="add/delete: fraction of the train rows; modality: fraction of the items (natural takes none)",
+        help="the kind's fraction (add/delete: of the train rows; modality: of the items); some kinds take none",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise draw")
-    parser.add_argument(
-        "--mode",
-        default="popular",
-        choices=NOISE_MODES,
-        help="add: items drawn in proportion to train popularity (default) or uniformly",
-    )
-    parser.add_argument(
-        "--modality", default="both", choices=MODALITY_CHOICES, help="modality: which feature is swapped"
-    )
-    parser.add_argument(
-        "--max-noisy-rating",
-        type=float,
-        default=DEFAULT_MAX_NOISY_RATING,
-        help="natural: train rows rated at most this are labelled noisy (default %(default)g)",
-    )
-    parser.add_argument("--eval-min-rating", type=float, help="natural: keep only valid/test rows rated at least this")
+    for name in kinds:
+        noise_kind(name).add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,16 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out.resolve() == args.data.resolve():
         raise ValueError(f"--out {args.out} is the input folder; write the noisy copy elsewhere")
     ds = load_dataset(args.data, drop_cold_eval=False)
-    noisy, tables = make_noisy_copy(
-        ds,
-        args.kind,
-        ratio=args.ratio,
-        seed=args.seed,
-        mode=args.mode,
-        modality=args.modality,
-        max_noisy_rating=args.max_noisy_rating,
-        eval_min_rating=args.eval_min_rating,
-    )
+    options = {key: value for key, value in vars(args).items() if key not in ("kind", "ratio", "seed")}
+    noisy, tables = make_noisy_copy(ds, args.kind, ratio=args.ratio, seed=args.seed, **options)
     noisy.meta = {**noisy.meta, "derived_from": str(args.data)}
     save_dataset(noisy, args.out, extra_tables=tables)
     print(f"{args.out}: {describe(noisy.meta['noise'], n_train=len(ds.split(0)[0]), n_items=ds.n_items)}")
@@ -76,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
 def describe(noise: dict, *, n_train: int, n_items: int) -> str:
     """One line on what a noisy copy changed."""
     kind = noise["kind"]
+    if kind not in ("add", "delete", "modality", "natural"):
+        return f"noise kind {kind}: " + ", ".join(f"{k} {v}" for k, v in noise.items() if k != "kind")
     if kind == "add":
         return f"{noise['n_noise']} noisy train pairs added ({noise['ratio']:g} x {n_train} train, {noise['mode']})"
     if kind == "delete":
