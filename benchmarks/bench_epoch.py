@@ -81,11 +81,11 @@ def time_eval(trainer) -> tuple[float, float]:
 
 @torch.no_grad()
 def evaluate_dense_mask(score_fn, target, mask, ks=(5, 10, 20, 50), chunk_size: int = 4096) -> dict:
-    """The evaluation guider.metrics replaced (0.2): a dense [B, n_items] boolean block per
+    """The evaluation guider.engine.metrics replaced (0.2): a dense [B, n_items] boolean block per
     split and chunk, masked_fill, a full-width finiteness check and a full-width tie check
     around torch.topk, hits gathered from the dense target block. Same per-user metrics;
     kept here only as the "before" side of the ratio."""
-    from guider.metrics import _metrics_from_hits, evaluable_users
+    from guider.engine.metrics import _metrics_from_hits, evaluable_users
 
     def dense(mat, rows):
         block = mat[rows]
@@ -128,7 +128,7 @@ def time_dense_mask_eval(trainer) -> tuple[float, bool]:
 
 def time_bare_topk(trainer, k: int = 50) -> float:
     """U @ I.T and topk for the same users in the same chunks, nothing else."""
-    from guider.metrics import evaluable_users
+    from guider.engine.metrics import evaluable_users
 
     emb = trainer.model.eval_embeddings()
     users = torch.from_numpy(evaluable_users(trainer.matrices["valid"], trainer.matrices["train"])).to(trainer.device)
@@ -147,8 +147,8 @@ def measure(name: str, folder: str, epochs: int, device: str, threads: int, step
     """One backbone in this (fresh) process: timings and the process's peak RSS."""
     from guider.config import resolve_run_config
     from guider.data import load_dataset
-    from guider.device import resolve_device
-    from guider.train import Trainer, use_run_determinism
+    from guider.engine.device import resolve_device
+    from guider.engine.trainer import Trainer, use_run_determinism
 
     torch.set_num_threads(threads)
     ds = load_dataset(folder)

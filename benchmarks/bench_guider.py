@@ -45,14 +45,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from guider.atomic import write_text
 from guider.config import resolve_run_config
 from guider.data import load_dataset
-from guider.denoise import distill
-from guider.denoise import guider as guider_objective
+from guider.engine.trainer import Trainer, use_run_determinism
+from guider.methods import distill
+from guider.methods import guider as guider_objective
 from guider.models import available, get_class
 from guider.models import base as model_base
-from guider.train import Trainer, use_run_determinism
+from guider.runs.atomic import write_text
 
 DEFAULT_DATA = Path("results/tmp/bench_baby")
 
@@ -221,8 +221,8 @@ class GuidedRun:
     def time_epoch(self, epoch: int, steps: int) -> None:
         with self.paths():
             timer = self.timer
-            timer.wrap(self.trainer.objective, "teacher_step", "teacher")
-            timer.wrap(self.trainer.objective, "teacher_embeddings_for_kd", "teacher")
+            timer.wrap(self.trainer.method, "teacher_step", "teacher")
+            timer.wrap(self.trainer.method, "teacher_embeddings_for_kd", "teacher")
             timer.wrap(guider_objective, "build_candidates", "candidates")
             timer.wrap(distill, "entropic_ot", "ot")
             timer.wrap(distill, "cosine_cost", "ot")
@@ -287,7 +287,7 @@ def eval_seconds(trainer: Trainer, repeats: int = 2) -> float:
 
 def amsc_cost(trainer: Trainer) -> tuple[float, int]:
     """Seconds of one AMSC recalibration with teacher S_rec, and the recalibration period."""
-    objective = trainer.objective
+    objective = trainer.method
     if getattr(objective, "amsc", None) is None:
         return 0.0, 1
     started = time.perf_counter()

@@ -3,7 +3,7 @@ the same run on the LightGCN graph of a dataset:
 
 - propagation (3 layers, forward + backward): `guider.models.graph.propagate_mean` (CSR,
   one-product backward, running sum) vs COO `torch.sparse.mm` with stacked layers;
-- one Adam step over the user and item embeddings: `guider.optim.adam` (fused) vs
+- one Adam step over the user and item embeddings: `guider.engine.optim.adam` (fused) vs
   `torch.optim.Adam` (for-each);
 - the candidate gather of GUIDER's KD scores (128 users x 50 candidates of the item table,
   forward + backward, deterministic algorithms as in a training run):
@@ -25,10 +25,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from guider.engine.optim import adam
+from guider.engine.trainer import use_run_determinism
 from guider.models.base import gather_rows
 from guider.models.graph import propagate_mean, sym_norm_bipartite_adj, to_torch_sparse
-from guider.optim import adam
-from guider.train import use_run_determinism
 
 
 def parse_args(argv=None) -> argparse.Namespace:

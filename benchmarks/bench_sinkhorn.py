@@ -6,7 +6,7 @@ operating point, and what each iteration budget costs.
 
 A GUIDER (`paper`) run trains for --epochs epochs and keeps the OT inputs (student and
 teacher distributions, cost matrix) of its last batches. For each iteration budget the
-float32 solve (the training path: guider.denoise.distill.entropic_ot, tol 0) is compared
+float32 solve (the training path: guider.methods.distill.entropic_ot, tol 0) is compared
 with the float64 solve run to convergence (--reference-iters, tol 1e-12): the relative
 error of the mean loss value, and of the gradient w.r.t. the student's logits (relative
 norm error; mean and minimum per-user cosine; the smallest ratio of its norm to the
@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 
 from guider.data import load_dataset
-from guider.denoise import distill
-from guider.train import use_run_determinism
+from guider.engine.trainer import use_run_determinism
+from guider.methods import distill
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_guider import DEFAULT_DATA, baby_dataset, trainer_for  # noqa: E402

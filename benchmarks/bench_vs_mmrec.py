@@ -178,7 +178,7 @@ def mmrec_epoch(model, trainer, data, n_steps: int) -> float:
 
 def our_epoch(trainer, epoch: int, n_steps: int) -> float:
     """One epoch of our Trainer.run_epoch, timed on its first batches."""
-    from guider.train import seed_everything
+    from guider.engine.trainer import seed_everything
 
     started = time.perf_counter()
     trainer._set_learning_rate(epoch)
@@ -186,10 +186,10 @@ def our_epoch(trainer, epoch: int, n_steps: int) -> float:
     rng = np.random.default_rng([trainer.config.seed, epoch])
     trainer.model.train()
     trainer.model.on_epoch_start(epoch, gen)
-    trainer.objective.on_epoch_start(epoch, gen)
+    trainer.method.on_epoch_start(epoch, gen)
     order = rng.permutation(len(trainer.inputs.train_users))
     users = trainer.inputs.train_users[order]
-    negs = trainer.sampler.sample(users, rng) if trainer.objective.needs_negatives else None
+    negs = trainer.sampler.sample(users, rng) if trainer.method.needs_negatives else None
     hook = time.perf_counter() - started
     size, steps = trainer.tcfg.batch_size, []
     for index in range(n_steps):
@@ -219,7 +219,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     from guider.config import resolve_run_config
     from guider.data import TRAIN, load_dataset
-    from guider.train import Trainer
+    from guider.engine.trainer import Trainer
 
     ds = load_dataset(args.data.resolve())
     if args.write_graph_files:

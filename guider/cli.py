@@ -12,23 +12,23 @@ import importlib
 import logging
 import sys
 
-from guider.plugins import PluginError, load_plugins, split_plugin_options
+from guider.runs.plugins import PluginError, load_plugins, split_plugin_options
 
 # (group, command) -> (module, one-line help). A group of None means a top-level command.
 COMMANDS: dict[tuple[str | None, str], tuple[str, str]] = {
-    ("data", "synthetic"): ("guider.data.synthetic_cli", "generate the embedded synthetic dataset"),
-    ("data", "import"): ("guider.data.import_cli", "import a dataset from another format (lattice, mmrec)"),
-    ("data", "download"): ("guider.data.download_cli", "download a real dataset (baby, sports, clothing, microlens)"),
-    ("data", "prepare"): ("guider.data.prepare_cli", "turn downloaded files into a dataset folder (protocol)"),
+    ("data", "synthetic"): ("guider.data.synthetic.cli", "generate the embedded synthetic dataset"),
+    ("data", "import"): ("guider.data.sources.import_cli", "import a dataset from another format (lattice, mmrec)"),
+    ("data", "download"): ("guider.data.download.cli", "download a real dataset (baby, sports, clothing, microlens)"),
+    ("data", "prepare"): ("guider.data.sources.prepare_cli", "turn downloaded files into a dataset folder (protocol)"),
     ("data", "noise"): ("guider.data.noise.cli", "copy a dataset with injected train noise (noise study)"),
-    ("data", "export"): ("guider.data.export_cli", "export a dataset folder to MMRec's layout"),
+    ("data", "export"): ("guider.data.sources.export_cli", "export a dataset folder to MMRec's layout"),
     ("features", "text"): ("guider.features.text_cli", "extract text features of a dataset's items"),
     ("features", "image"): ("guider.features.image_cli", "extract image features of a dataset's items"),
-    (None, "train"): ("guider.train_cli", "train a backbone (optionally with GUIDER) and evaluate it"),
-    (None, "plan"): ("guider.plan_cli", "count a config's trainings and project their GPU-hours and wall time"),
-    ("tune", "points"): ("guider.tune_cli", "list a grid's points as --set pairs (what the workflow trains)"),
+    (None, "train"): ("guider.engine.train_cli", "train a backbone (optionally with GUIDER) and evaluate it"),
+    (None, "plan"): ("guider.plan.cli", "count a config's trainings and project their GPU-hours and wall time"),
+    ("tune", "points"): ("guider.tuning.cli", "list a grid's points as --set pairs (what the workflow trains)"),
     ("tune", "select"): (
-        "guider.tune_cli",
+        "guider.tuning.cli",
         "choose a grid point on valid Recall@20; record the test-selection optimism",
     ),
     ("report", "collect"): ("guider.report.collect_cli", "collect finished runs into runs.csv and training curves"),
@@ -41,7 +41,7 @@ COMMANDS: dict[tuple[str | None, str], tuple[str, str]] = {
 
 PLUGIN_HELP = (
     "--plugin MODULE (any command, repeatable) imports a module that registers backbones, methods or noise "
-    "kinds; so do $GUIDER_PLUGINS and the 'guider.plugins' entry points (docs/extending.md)"
+    "kinds; so do $GUIDER_PLUGINS and the 'guider.runs.plugins' entry points (docs/extending.md)"
 )
 
 

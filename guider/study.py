@@ -41,8 +41,8 @@ import yaml
 
 from guider import tuning
 from guider.config import resolve_run_config
+from guider.config.sections import ConfigError
 from guider.data.noise import BASE_LEVEL, level_pattern, noise_kind, noise_kinds, noise_options_schema
-from guider.settings import ConfigError
 
 SCHEMA_FILE = Path(__file__).with_name("study.schema.yaml")
 MODALITY_FILES = {"text": "text_feat.npy", "image": "image_feat.npy"}
@@ -60,12 +60,12 @@ class StudyError(ValueError):
 # --- the config ------------------------------------------------------------------------
 def config_schema(schema_file: str | Path = SCHEMA_FILE) -> dict[str, Any]:
     """The workflow schema with the registries' names as enums and the noise kinds' options."""
+    from guider.methods import available_methods
     from guider.models import registered
-    from guider.objective import available_objectives
 
     schema = yaml.safe_load(Path(schema_file).read_text())
     schema["definitions"]["backbone"]["enum"] = registered()
-    schema["definitions"]["method"]["enum"] = available_objectives()
+    schema["definitions"]["method"]["enum"] = available_methods()
     schema["definitions"]["noise_kind"]["enum"] = noise_kinds()
     schema["properties"]["noise"]["properties"].update(noise_options_schema())
     return schema
@@ -140,15 +140,15 @@ def folder_modalities(folder: str | Path) -> set[str]:
 
 def unmet_requirement(backbone: str, method: str, modalities: set[str]) -> str | None:
     """Why `backbone` with `method` cannot train on data with `modalities`, or None."""
+    from guider.methods import method_class
     from guider.models import get_class
-    from guider.objective import objective_class
 
     if get_class(backbone).uses_features and not modalities:
         return f"backbone {backbone} needs item features"
-    problem = objective_class(method).backbone_problem(backbone)
+    problem = method_class(method).backbone_problem(backbone)
     if problem is not None:
         return problem
-    need = objective_class(method).requires_features
+    need = method_class(method).requires_features
     if need == "any" and not modalities:
         return f"method {method} needs item features"
     if need == "both" and modalities != {"text", "image"}:
@@ -222,7 +222,7 @@ class Study:
     """The trainings, tuning points, data jobs and report targets of one workflow config."""
 
     def __init__(self, config: Mapping[str, Any], schema_file: str | Path = SCHEMA_FILE):
-        from guider.plugins import load_plugins
+        from guider.runs.plugins import load_plugins
 
         plugins = (config or {}).get("plugins") or []
         try:  # first: their names must be in the schema's enums
@@ -566,9 +566,9 @@ class Study:
 
     def has_baselines(self) -> bool:
         """Whether some run on the base data uses a denoising baseline (a method whose role is 'baseline')."""
-        from guider.objective import objective_class
+        from guider.methods import method_class
 
-        return any(x == BASE_LEVEL and objective_class(m).role == "baseline" for _, x, _, m in self.keys)
+        return any(x == BASE_LEVEL and method_class(m).role == "baseline" for _, x, _, m in self.keys)
 
     def has_noise_study(self) -> bool:
         return any(x != BASE_LEVEL for _, x, _, _ in self.keys)
@@ -666,14 +666,14 @@ class Study:
 
     def wildcard_constraints(self) -> dict[str, str]:
         """Snakemake wildcard constraints matching exactly this study's names."""
+        from guider.methods import available_methods
         from guider.models import registered
-        from guider.objective import available_objectives
 
         return {
             "dataset": name_pattern(self.datasets),
             "data": level_pattern(),
             "backbone": name_pattern(registered()),
-            "method": name_pattern(available_objectives()),
+            "method": name_pattern(available_methods()),
             "seed": r"[0-9]+",
             "point": r"[0-9]+",
         }
@@ -692,4 +692,4 @@ def name_pattern(names) -> str:
 @functools.cache
 def dataset_registry() -> dict[str, Any]:
     """The real datasets' registry (guider/data/datasets.yaml) as plain data."""
-    return yaml.safe_load((Path(__file__).parent / "data" / "datasets.yaml").read_text())
+    return yaml.safe_load((Path(__file__).parent / "data" / "download" / "datasets.yaml").read_text())

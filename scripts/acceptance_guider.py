@@ -5,7 +5,7 @@ the table of test Recall@20 / NDCG@20 (mean +- std over seeds).
     python scripts/acceptance_guider.py --out results/tmp/acceptance --table-only
 
 Methods: none (plain), paper, as_released, the ablations no_amsc / no_dbpr / kl_kd / no_kd,
-the T-CE / R-CE baselines and DA-MRS (`damrs`, run on bpr / vbpr / lightgcn only: the pairs a
+the T-CE / R-CE baselines and DA-MRS (`damrs_plugin`, run on bpr / vbpr / lightgcn only: the pairs a
 method refuses are skipped); `--extra LABEL=VARIANT:KEY=VALUE;KEY=VALUE` adds a labelled
 configuration (e.g. `paper_w1=paper:kd.weight=1.0`) usable in --methods.
 Each run is one `guider train` subprocess writing
@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from guider.atomic import write_text
+from guider.runs.atomic import write_text
 
-METHODS = ("none", "paper", "as_released", "no_amsc", "no_dbpr", "kl_kd", "no_kd", "tce", "rce", "damrs")
-COMPARED = ("paper", "damrs")  # methods whose table gets a '>plain' comparison block
+METHODS = ("none", "paper", "as_released", "no_amsc", "no_dbpr", "kl_kd", "no_kd", "tce", "rce", "damrs_plugin")
+COMPARED = ("paper", "damrs_plugin")  # methods whose table gets a '>plain' comparison block
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -129,10 +129,10 @@ def command(args, data: Path, backbone: str, method: str, seed: int) -> list[str
     if method in args.extra_methods:
         method, label_sets = args.extra_methods[method]
         cmd += [x for s in label_sets for x in ("--set", s)]
-    from guider.objective import objective_class
+    from guider.methods import method_class
 
     cmd += ["--method", method]
-    own = ("train", "model", *objective_class(method).sections)  # --set pairs the method has sections for
+    own = ("train", "model", *method_class(method).sections)  # --set pairs the method has sections for
     cmd += [x for s in args.sets if s.split(".", 1)[0] in own for x in ("--set", s)]
     if args.epochs:
         cmd += ["--epochs", str(args.epochs)]
@@ -147,9 +147,9 @@ def base_method(args, method: str) -> str:
 
 def compatible(args, backbone: str, method: str) -> bool:
     """False for pairs the method refuses (damrs on a backbone it cannot wrap): not run."""
-    from guider.objective import objective_class
+    from guider.methods import method_class
 
-    return objective_class(base_method(args, method)).backbone_problem(backbone) is None
+    return method_class(base_method(args, method)).backbone_problem(backbone) is None
 
 
 def run_all(args, data: Path, backbones, methods, seeds) -> None:

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import torch
 
-from guider.checkpoint import CHECKPOINT_NAME, read_checkpoint
 from guider.config import rebuild_run_config
 from guider.data import load_dataset
-from guider.data.fingerprint import dataset_fingerprint
-from guider.denoise.amsc import AMSC
-from guider.denoise.detection import precision_recall_f1, ranking_auc
-from guider.train import Trainer
+from guider.data.format.fingerprint import dataset_fingerprint
+from guider.engine.trainer import Trainer
+from guider.methods.amsc import AMSC
+from guider.methods.detection import precision_recall_f1, ranking_auc
+from guider.runs.checkpoint import CHECKPOINT_NAME, read_checkpoint
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -40,19 +40,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_objective(run: Path, ds):
-    """The run's GUIDER objective with the checkpoint's teacher and calibration."""
+def load_method(run: Path, ds):
+    """The run's GUIDER method with the checkpoint's teacher and calibration."""
     saved = read_checkpoint(run / CHECKPOINT_NAME)  # weights_only: a crafted file is refused, never run
     config = rebuild_run_config(saved["config"])
     if config.data_fingerprint != dataset_fingerprint(ds):
         raise SystemExit(f"{run}: the run trained on other data than {ds.name!r} (data fingerprints differ)")
     with tempfile.TemporaryDirectory() as scratch:
         trainer = Trainer(ds, Path(scratch), config, torch.device("cpu"), progress=False)
-    objective = trainer.objective
-    if getattr(objective, "amsc", None) is None:
+    method = trainer.method
+    if getattr(method, "amsc", None) is None:
         raise SystemExit(f"{run}: method {config.method!r} runs no AMSC")
-    objective.load_state_dict(saved["objective"])
-    return objective
+    method.load_state_dict(saved["method"] if "method" in saved else saved["objective"])
+    return method
 
 
 def report(name: str, calibration, labels) -> str:
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     labels = ds.train_noise_labels
     if labels is None:
         raise SystemExit(f"{args.data}: no is_noise labels to score against")
-    objective = load_objective(args.run, ds)
+    objective = load_method(args.run, ds)
     teacher_items = objective.teacher.model.item_embeddings(objective.teacher.embeddings())
     print(
         f"run {args.run} (calibrated at epoch {objective.calibrated_epoch}); injected share "

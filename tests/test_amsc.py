@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from guider.denoise import amsc as amsc_module
-from guider.denoise.amsc import (
+from guider.methods import amsc as amsc_module
+from guider.methods.amsc import (
     AMSC,
     AMSCConfig,
     UserRows,

@@ -9,11 +9,11 @@ from conftest import make_dataset, run_config
 
 from guider.data import save_dataset
 from guider.data.noise import inject_noise
-from guider.denoise.as_released import AsReleasedObjective, minmax_clean
+from guider.engine.trainer import model_inputs, train
+from guider.methods import Batch
+from guider.methods.as_released import AsReleasedObjective, minmax_clean
 from guider.models import build_model
 from guider.models.freedom import FREEDOM
-from guider.objective import Batch
-from guider.train import model_inputs, train
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +239,7 @@ def test_negatives_are_drawn_among_items_seen_in_training(tmp_path):
     ds = make_dataset(n_users=24, n_items=40, per_user=10)
     unseen = 39
     ds.inter.loc[ds.inter["itemID"] == unseen, "x_label"] = 2  # item 39 only in test
-    from guider.train import Trainer
+    from guider.engine.trainer import Trainer
 
     trainer = Trainer(ds, tmp_path / "r", run_config("lightgcn", "as_released"), torch.device("cpu"), progress=False)
     assert unseen not in trainer.sampler.candidates.tolist()

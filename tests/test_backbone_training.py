@@ -13,8 +13,8 @@ from conftest import make_dataset
 
 from guider.data import save_dataset
 from guider.data.noise import inject_noise
+from guider.engine.trainer import Trainer, train
 from guider.models import get_class, registered
-from guider.train import Trainer, train
 
 BACKBONES = [name for name in registered() if get_class(name).trainable]
 GUIDER_SETS = ("amsc.knn_k=3", "kd.candidates=12", "kd.teacher_top=4")

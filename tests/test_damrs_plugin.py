@@ -1,7 +1,7 @@
-"""The DA-MRS plug-in (method `damrs`) on MF-BPR, VBPR and LightGCN: its loss on BPR is the
+"""The DA-MRS plug-in (method `damrs_plugin`) on MF-BPR, VBPR and LightGCN: its loss on BPR is the
 authors' DA-MRS+MF-BPR calculate_loss (src/models/mfbpr.py) re-implemented in float64, on
 LightGCN it is the DA-MRS backbone's (the authors' DA-MRS+LightGCN is MMRec's DAMRS), evaluation
-ranks with the augmented items, it trains through guider.train.train, one modality works,
+ranks with the augmented items, it trains through guider.engine.trainer.train, one modality works,
 and what it cannot do is a clear error."""
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ import torch
 from conftest import make_dataset, run_config
 from test_model_damrs import dense_graphs_of, mmrec_calculate_loss
 
-import guider.denoise.damrs  # noqa: F401  (registers the method)
+import guider.methods.damrs  # noqa: F401  (registers the method)
 import guider.models.damrs  # noqa: F401  (registers the backbone)
 from guider.config import resolve_run_config
+from guider.config.sections import ConfigError
 from guider.data import save_dataset
-from guider.denoise.damrs import DAMRSPlugin, DAMRSPluginConfig
+from guider.engine.trainer import model_inputs, train
+from guider.methods import Batch, method_class
+from guider.methods.damrs import DAMRSPlugin, DAMRSPluginConfig
 from guider.models import build_model, get_class
-from guider.objective import Batch, objective_class
-from guider.settings import ConfigError
-from guider.train import model_inputs, train
 
 KNN_K = 4
 SMALL = {"embedding_size": 8}
@@ -48,7 +48,7 @@ def dataset():
 
 def plugin_on(backbone: str, ds, seed: int = 0, model: dict | None = None, **damrs):
     inputs = model_inputs(ds, torch.device("cpu"))
-    config = run_config(backbone, "damrs", model=SMALL | (model or {}), damrs={"knn_k": KNN_K} | damrs)
+    config = run_config(backbone, "damrs_plugin", model=SMALL | (model or {}), damrs={"knn_k": KNN_K} | damrs)
     torch.manual_seed(seed)
     net = build_model(backbone, inputs, config.model)
     return DAMRSPlugin(net, inputs, ds, config), inputs
@@ -119,8 +119,8 @@ def test_reg_weight_defaults_to_the_authors_per_backbone_and_can_be_set(dataset)
     assert plugin_on("vbpr", dataset)[0].reg_weight == 0.1
     assert plugin_on("lightgcn", dataset)[0].reg_weight == 0.0
     assert plugin_on("lightgcn", dataset, reg_weight=0.05)[0].reg_weight == 0.05
-    assert resolve_run_config("lightgcn", method="damrs").section("damrs").reg_weight == 0.0
-    resolved = resolve_run_config("lightgcn", method="damrs", sets=["damrs.reg_weight=0.2"])
+    assert resolve_run_config("lightgcn", method="damrs_plugin").section("damrs").reg_weight == 0.0
+    resolved = resolve_run_config("lightgcn", method="damrs_plugin", sets=["damrs.reg_weight=0.2"])
     assert resolved.section("damrs").reg_weight == 0.2
 
 
@@ -152,14 +152,14 @@ def folder(tmp_path_factory):
 
 def run(folder, out, backbone, **kw):
     sets = ("train.batch_size=64", "damrs.knn_k=3", *kw.pop("sets", ()))
-    return train(folder, out, backbone, method="damrs", device="cpu", progress=False, sets=sets, **kw)
+    return train(folder, out, backbone, method="damrs_plugin", device="cpu", progress=False, sets=sets, **kw)
 
 
 @pytest.mark.parametrize("backbone", ["bpr", "vbpr", "lightgcn"])
 def test_trains_two_epochs_and_writes_metrics(folder, tmp_path, backbone):
     metrics = run(folder, tmp_path / "r", backbone, epochs=2)
     saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
-    assert saved["method"] == "damrs" and saved["backbone"] == backbone and saved["epochs_run"] == 2
+    assert saved["method"] == "damrs_plugin" and saved["backbone"] == backbone and saved["epochs_run"] == 2
     assert saved["test"] == metrics["test"] and np.isfinite(saved["test"]["recall@20"])
     log = pd.read_csv(tmp_path / "r" / "log.csv")
     assert len(log) == 2 and np.isfinite(log["train_loss"]).all()
@@ -180,11 +180,11 @@ def test_same_seed_same_run(folder, tmp_path):
 
 # --- what it refuses, one modality --------------------------------------------------------------
 def test_an_unsupported_backbone_is_a_config_error_before_any_data_is_read(tmp_path):
-    message = r"damrs \(DA-MRS\) plugs into the backbones bpr, vbpr, lightgcn; got 'freedom'"
+    message = r"damrs_plugin \(DA-MRS\) plugs into the backbones bpr, vbpr, lightgcn; got 'freedom'"
     with pytest.raises(ConfigError, match=message):
         run(tmp_path / "no-such-folder", tmp_path / "f", "freedom", epochs=1)
     with pytest.raises(ConfigError, match=message):
-        resolve_run_config("freedom", method="damrs")
+        resolve_run_config("freedom", method="damrs_plugin")
     assert not (tmp_path / "f").exists()
     for backbone in ("damrs", "mmgcn", "pop"):  # the check alone, for a resolver that knows only the name
         with pytest.raises(ConfigError, match=f"got '{backbone}'"):
@@ -203,14 +203,14 @@ def test_one_modality_works_and_no_features_is_a_config_error(tmp_path):
     metrics = run(save_dataset(text_only, tmp_path / "text"), tmp_path / "r", "vbpr", epochs=1)
     assert np.isfinite(metrics["test"]["recall@20"])
     featureless = make_dataset(n_users=24, n_items=30, features=False)
-    with pytest.raises(ConfigError, match="damrs .*needs text or image features"):
+    with pytest.raises(ConfigError, match="damrs_plugin .*needs text or image features"):
         plugin_on("bpr", featureless)
 
 
 # --- the typed section ------------------------------------------------------------------------
 def test_section_defaults_are_the_authors_yaml():
     assert DAMRSPluginConfig().to_dict() == AUTHORS_YAML
-    cls = objective_class("damrs")
+    cls = method_class("damrs_plugin")
     assert cls is DAMRSPlugin and cls.display_name == "DA-MRS" and cls.sections == {"damrs": DAMRSPluginConfig}
     assert cls.requires_features == "any" and cls.reads_negatives
     assert set(DAMRSPluginConfig.grid) == {
@@ -235,4 +235,4 @@ def test_section_defaults_are_the_authors_yaml():
 )
 def test_bad_values_are_config_errors_naming_the_key(setting, message):
     with pytest.raises(ConfigError, match=message):
-        resolve_run_config("bpr", method="damrs", sets=(setting,))
+        resolve_run_config("bpr", method="damrs_plugin", sets=(setting,))

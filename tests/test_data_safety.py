@@ -15,8 +15,8 @@ from conftest import make_dataset
 
 from guider.cli import main as cli
 from guider.data import DatasetError, load_dataset, save_dataset
-from guider.data.lattice import read_lattice
-from guider.data.prepared import read_content
+from guider.data.sources.lattice import read_lattice
+from guider.data.sources.prepared import read_content
 
 
 def mmrec_folder(path, inter: pd.DataFrame, **features):

@@ -113,6 +113,6 @@ def test_lattice_import_errors(tmp_path):
     (src / "train.json").write_text(json.dumps({"0": [0, "x"]}))
     (src / "val.json").write_text("{}")
     with pytest.raises(DatasetError, match="train.json: user '0' must map to a list of integer"):
-        from guider.data.lattice import read_lattice
+        from guider.data.sources.lattice import read_lattice
 
         read_lattice(src)

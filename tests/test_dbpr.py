@@ -5,9 +5,9 @@ import pytest
 import torch
 from conftest import make_dataset
 
-from guider.denoise.dbpr import dbpr_loss, dbpr_weights
+from guider.engine.trainer import model_inputs
+from guider.methods.dbpr import dbpr_loss, dbpr_weights
 from guider.models import build_model
-from guider.train import model_inputs
 
 
 @pytest.fixture

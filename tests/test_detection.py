@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from conftest import make_dataset
 
-from guider.denoise.detection import precision_recall_f1, ranking_auc
-from guider.denoise.reporting import misaligned_items
+from guider.methods.detection import precision_recall_f1, ranking_auc
+from guider.methods.reporting import misaligned_items
 
 
 def test_precision_recall_f1_hand_computed():

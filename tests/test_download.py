@@ -12,8 +12,8 @@ import pytest
 from http_fixture import FIXTURES, UpstreamServer
 
 from guider.cli import main
-from guider.data.checksum_lock import ChecksumLock
-from guider.data.download import (
+from guider.data.download.checksum_lock import ChecksumLock
+from guider.data.download.http import (
     ChecksumError,
     DownloadError,
     HttpSettings,
@@ -21,7 +21,7 @@ from guider.data.download import (
     fetch_file,
     fetch_images,
 )
-from guider.data.registry import DEFAULT_REGISTRY, get_dataset, load_registry, with_mirror
+from guider.data.download.registry import DEFAULT_REGISTRY, get_dataset, load_registry, with_mirror
 
 RATINGS_PATH = "/data/amazon/productGraph/categoryFiles/ratings_Baby.csv"
 RATINGS = FIXTURES / RATINGS_PATH.lstrip("/")

@@ -27,12 +27,12 @@ import pytest
 from http_fixture import FIXTURES, UpstreamServer
 
 from guider.cli import main
-from guider.data import amazon, microlens
-from guider.data.checksum_lock import ChecksumLock
-from guider.data.dataset import DatasetError
-from guider.data.download import HttpSettings, ImageJob, fetch_images
-from guider.data.download_cli import _image_url
-from guider.data.registry import DEFAULT_REGISTRY, is_safe_item_id, load_registry
+from guider.data.download.checksum_lock import ChecksumLock
+from guider.data.download.cli import _image_url
+from guider.data.download.http import HttpSettings, ImageJob, fetch_images
+from guider.data.download.registry import DEFAULT_REGISTRY, is_safe_item_id, load_registry
+from guider.data.format.dataset import DatasetError
+from guider.data.sources import amazon, microlens
 
 AMAZON = "/data/amazon/productGraph/categoryFiles"
 RATINGS_PATH = f"{AMAZON}/ratings_Baby.csv"

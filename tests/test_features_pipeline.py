@@ -13,8 +13,8 @@ from http_fixture import FIXTURES, UpstreamServer
 import guider.features.image as image_module
 import guider.features.text as text_module
 from guider.cli import main
-from guider.data.dataset import DatasetError
-from guider.data.mmrec import load_dataset, save_dataset
+from guider.data.format.dataset import DatasetError
+from guider.data.format.mmrec import load_dataset, save_dataset
 from guider.features.amazon_cnn import read_amazon_cnn
 
 CNN_FILE = FIXTURES / "data/amazon/productGraph/image_features/categoryFiles/image_features_Baby.b"

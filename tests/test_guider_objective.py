@@ -8,16 +8,16 @@ import torch
 from conftest import make_dataset
 
 from guider.config import resolve_run_config
+from guider.config.sections import deep_merge
 from guider.data import save_dataset
 from guider.data.noise import inject_noise
-from guider.denoise import guider as guider_module
-from guider.denoise.distill import kl_distillation
-from guider.denoise.guider import unique_first
-from guider.denoise.mgda import flat_gradient, min_norm_two
+from guider.engine.trainer import model_inputs, train
+from guider.methods import Batch, method_class
+from guider.methods import guider as guider_module
+from guider.methods.distill import kl_distillation
+from guider.methods.guider import unique_first
+from guider.methods.mgda import flat_gradient, min_norm_two
 from guider.models import build_model
-from guider.objective import Batch, objective_class
-from guider.settings import deep_merge
-from guider.train import model_inputs, train
 
 FAST = {"amsc": {"warmup_epochs": 1, "every": 1, "knn_k": 3}, "kd": {"candidates": 12, "teacher_top": 4, "users": 8}}
 
@@ -32,7 +32,7 @@ def build(ds, variant="paper", backbone="lightgcn", seed=0, **sections):
     torch.manual_seed(seed)
     model = build_model(backbone, inputs)
     config = resolve_run_config(backbone, method=variant, seed=seed, overrides=deep_merge(FAST, sections))
-    return objective_class(variant)(model, inputs, ds, config), inputs
+    return method_class(variant)(model, inputs, ds, config), inputs
 
 
 def batch_of(inputs, rows, seed=0):
@@ -299,8 +299,8 @@ def test_amsc_diagnostics_script_scores_the_run(noisy_folder, noisy, tmp_path, c
     import importlib.util
     from pathlib import Path
 
-    from guider.denoise.amsc import AMSC, AMSCConfig
-    from guider.denoise.detection import precision_recall_f1
+    from guider.methods.amsc import AMSC, AMSCConfig
+    from guider.methods.detection import precision_recall_f1
 
     run(
         noisy_folder,

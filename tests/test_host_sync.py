@@ -13,13 +13,13 @@ import torch
 from conftest import make_dataset
 
 from guider.config import resolve_run_config
+from guider.engine.trainer import Trainer
+from guider.methods import method_class
 from guider.models import available, get_class
-from guider.objective import objective_class
-from guider.train import Trainer
 
 READS = ("item", "__bool__", "__float__", "__int__", "__index__", "tolist", "numpy", "cpu", "nonzero")
 TRAINABLE = [b for b in available() if get_class(b).trainable]
-METHODS = ("none", "tce", "rce", "damrs", "paper", "no_amsc", "no_dbpr", "kl_kd", "no_kd", "as_released")
+METHODS = ("none", "tce", "rce", "damrs_plugin", "paper", "no_amsc", "no_dbpr", "kl_kd", "no_kd", "as_released")
 
 
 @contextlib.contextmanager
@@ -53,7 +53,7 @@ def reads_in_one_epoch(monkeypatch, tmp_path, backbone: str, method: str, batch_
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("backbone", TRAINABLE)
 def test_host_reads_per_epoch_do_not_grow_with_batches(monkeypatch, tmp_path, backbone, method):
-    if objective_class(method).backbone_problem(backbone) is not None:
+    if method_class(method).backbone_problem(backbone) is not None:
         pytest.skip(f"{method} does not wrap {backbone}")
     few = reads_in_one_epoch(monkeypatch, tmp_path, backbone, method, batch_size=60)  # 3 batches
     many = reads_in_one_epoch(monkeypatch, tmp_path, backbone, method, batch_size=20)  # 9 batches

@@ -250,7 +250,7 @@ def test_train_refuses_a_tuning_record_of_another_backbone(data, tmp_path, caplo
 @pytest.mark.parametrize("value", ["0.001\n", " 0.001", "0.001 "])
 def test_a_number_with_surrounding_whitespace_is_refused(value):
     from guider.config import TrainConfig
-    from guider.settings import ConfigError
+    from guider.config.sections import ConfigError
 
     with pytest.raises(ConfigError, match="train.lr must be a number"):
         TrainConfig.build({"lr": value}, "train")

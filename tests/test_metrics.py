@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from guider.metrics import evaluable_users, evaluate, topk_stable
+from guider.engine.metrics import evaluable_users, evaluate, topk_stable
 
 
 def naive_metrics(scores, target_sets, mask_sets, ks):

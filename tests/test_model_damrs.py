@@ -16,8 +16,8 @@ from conftest import random_inputs
 import guider.models.damrs  # noqa: F401  (registers the backbone)
 import guider.models.damrs_parts as parts
 from guider.config import resolve_run_config
+from guider.config.sections import ConfigError
 from guider.models import ModelInputs, build_model, default_hparams, get_class
-from guider.settings import ConfigError
 
 N_USERS, N_ITEMS, D_TEXT, D_IMAGE = 12, 24, 6, 5
 TINY = {"embedding_size": 8, "knn_k": 4}

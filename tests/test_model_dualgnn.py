@@ -11,8 +11,8 @@ import torch
 import guider.models.dualgnn  # noqa: F401  (registers the backbone)
 import guider.models.user_graph
 from guider.config import resolve_run_config
+from guider.config.sections import ConfigError
 from guider.models import ModelInputs, build_model, default_hparams, get_class
-from guider.settings import ConfigError
 
 N_USERS, N_ITEMS, D_TEXT, D_IMAGE, DIM = 8, 10, 4, 6, 8
 # user 0 and 2 have 4 co-occurring users (ties at count 1), 5 has 2, 7 has 1, 6 none (its

@@ -9,11 +9,11 @@ import torch
 from conftest import make_dataset, random_inputs
 
 import guider.models.grcn  # noqa: F401  (registers the backbone)
+from guider.config.sections import ConfigError
 from guider.data import save_dataset
+from guider.engine.trainer import train
 from guider.models import ModelInputs, build_model, default_hparams, get_class, model_config
 from guider.models.grcn import BipartiteEdges
-from guider.settings import ConfigError
-from guider.train import train
 
 SMALL = {"embedding_size": 6, "latent_embedding": 5}
 N_USERS, N_ITEMS = 9, 13

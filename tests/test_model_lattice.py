@@ -12,11 +12,11 @@ from conftest import make_dataset, random_inputs
 
 import guider.models.lattice  # noqa: F401  (registers the backbone)
 from guider.config import resolve_run_config
+from guider.config.sections import ConfigError
 from guider.data import save_dataset
+from guider.engine.trainer import train
 from guider.models import ModelInputs, build_model, default_hparams, get_class
 from guider.models.lattice import LATTICE
-from guider.settings import ConfigError
-from guider.train import train
 
 N_USERS, N_ITEMS, D_TEXT, D_IMAGE = 7, 11, 6, 5
 TINY = {"embedding_size": 8, "feat_embed_dim": 4, "knn_k": 3}

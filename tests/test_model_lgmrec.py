@@ -13,9 +13,9 @@ from conftest import random_inputs
 
 import guider.models.lgmrec  # noqa: F401  (registers the backbone)
 from guider.config import resolve_run_config
+from guider.config.sections import ConfigError
 from guider.models import ModelInputs, build_model, default_hparams, get_class
 from guider.models.lgmrec import infonce_rows
-from guider.settings import ConfigError
 
 N_USERS, N_ITEMS, D_TEXT, D_IMAGE = 7, 11, 6, 5
 TINY = {

@@ -11,9 +11,9 @@ from conftest import random_inputs
 
 import guider.models.mgcn  # noqa: F401  (registers the backbone)
 from guider.config import resolve_run_config
+from guider.config.sections import ConfigError
 from guider.models import ModelInputs, build_model, default_hparams, get_class
 from guider.models.mgcn import MGCN, infonce_rows
-from guider.settings import ConfigError
 
 N_USERS, N_ITEMS, D_TEXT, D_IMAGE = 7, 11, 6, 5
 TINY = {"embedding_size": 8, "knn_k": 3, "reg_weight": 0.05, "cl_loss": 0.3}

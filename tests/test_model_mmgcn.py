@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import guider.models.mmgcn  # noqa: F401  (registers the backbone)
+from guider.config.sections import ConfigError
 from guider.models import ModelInputs, build_model, default_hparams, get_class
-from guider.settings import ConfigError
 
 N_USERS, N_ITEMS, D_TEXT, D_IMAGE, DIM = 5, 6, 4, 7, 8
 # (user, item) train pairs: item 5 has no edge; (0, 1) is given twice and is one edge, as in

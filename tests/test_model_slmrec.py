@@ -13,9 +13,9 @@ from conftest import random_inputs
 
 import guider.models.slmrec  # noqa: F401  (registers the backbone)
 from guider.config import resolve_run_config
+from guider.config.sections import ConfigError
+from guider.engine.trainer import train
 from guider.models import ModelInputs, build_model, default_hparams, get_class
-from guider.settings import ConfigError
-from guider.train import train
 
 N_USERS, N_ITEMS = 7, 11
 ADJ_TYPES = ("pre", "plain", "norm", "gcmc", "mean")

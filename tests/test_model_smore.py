@@ -15,9 +15,9 @@ from conftest import random_inputs
 
 import guider.models.smore  # noqa: F401  (registers the backbone)
 from guider.config import resolve_run_config
+from guider.config.sections import ConfigError
 from guider.models import ModelInputs, build_model, default_hparams, get_class
 from guider.models.smore import SMORE, spectrum_fusion
-from guider.settings import ConfigError
 
 N_USERS, N_ITEMS, D_TEXT, D_IMAGE = 7, 11, 6, 5
 TINY = {"embedding_size": 8, "image_knn_k": 3, "text_knn_k": 4, "n_ui_layers": 2, "n_layers": 2, "dropout_rate": 0.0}

@@ -7,7 +7,7 @@ from scipy.stats import spearmanr
 
 from guider.data import Dataset
 from guider.data.noise import corrupt_modality, inject_noise
-from guider.data.split import split_per_user
+from guider.data.sources.split import split_per_user
 
 
 def make_dataset(n_users=200, n_items=120, per_user=12, seed=0, with_features=False):

@@ -11,7 +11,7 @@ import torch
 from guider.cli import main
 from guider.data import Dataset, load_dataset, save_dataset
 from guider.data.noise import delete_interactions, label_natural, make_noisy_copy
-from guider.denoise.reporting import detection_report
+from guider.methods.reporting import detection_report
 
 # user, item, rating, x_label (0 train, 1 valid, 2 test). 9 train rows; train ratings <= 2:
 # (0,1) r1, (0,2) r2, (2,3) r2. Eval rows rated < 4: (0,4) r2 test, (2,0) r1 valid, (3,1) r3 valid.

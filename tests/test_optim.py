@@ -1,10 +1,10 @@
-"""guider.optim.adam: the fused kernel follows the Adam update rule (float64 reference loop)."""
+"""guider.engine.optim.adam: the fused kernel follows the Adam update rule (float64 reference loop)."""
 
 import numpy as np
 import pytest
 import torch
 
-from guider import optim
+from guider.engine import optim
 
 
 def reference_adam(x, grads, lr, weight_decay, beta1=0.9, beta2=0.999, eps=1e-8):

@@ -12,11 +12,11 @@ from conftest import make_dataset
 from torch import nn
 
 from guider.cli import main as cli
+from guider.config.sections import setting
 from guider.data import save_dataset
 from guider.data.noise import inject_noise
 from guider.models import Embeddings, ModelConfig, Recommender, register
 from guider.models.losses import bpr_per_sample
-from guider.settings import setting
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ import pytest
 from http_fixture import FIXTURES
 
 from guider.cli import main
-from guider.data.amazon import item_sentence, read_meta, read_ratings
-from guider.data.dataset import DatasetError
-from guider.data.microlens import read_pairs, read_titles
-from guider.data.mmrec import load_dataset
-from guider.data.preprocess import build_interactions, drop_missing_and_duplicates, k_core, reindex
+from guider.data.format.dataset import DatasetError
+from guider.data.format.mmrec import load_dataset
+from guider.data.sources.amazon import item_sentence, read_meta, read_ratings
+from guider.data.sources.microlens import read_pairs, read_titles
+from guider.data.sources.preprocess import build_interactions, drop_missing_and_duplicates, k_core, reindex
 
 AMAZON = FIXTURES / "data/amazon/productGraph/categoryFiles"
 MICROLENS = FIXTURES / "MicroLens-100k-Dataset"

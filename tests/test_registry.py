@@ -7,10 +7,10 @@ import torch
 from conftest import make_dataset
 
 from guider.config import resolve_run_config
+from guider.config.sections import ConfigError
+from guider.engine.trainer import model_inputs
 from guider.models import ModelConfig, Recommender, available, build_model, default_hparams, get_class, register
 from guider.models.base import ModelInputs
-from guider.settings import ConfigError
-from guider.train import model_inputs
 
 # MMRec's src/configs/model/<Model>.yaml (enoche/MMRec), written out independently of the
 # package: single values as given, grids as the value we default to (see each Config)
@@ -179,7 +179,7 @@ def test_a_backbones_train_defaults_and_the_lr_schedule(tmp_path, monkeypatch):
     assert resolve_run_config("lightgcn").train.lr_scheduler == [1.0, 50.0]  # MMRec overall.yaml: constant
     assert resolve_run_config("bpr", sets=["train.lr_scheduler=[1.0, 50]"]).train.lr_scheduler == [1.0, 50.0]
     config = resolve_run_config("bpr", sets=["train.lr=0.01"])
-    from guider.train import Trainer
+    from guider.engine.trainer import Trainer
 
     trainer = Trainer(make_dataset(), tmp_path, config, torch.device("cpu"), progress=False)
     seen = []

@@ -21,10 +21,10 @@ from scipy import stats as sps
 
 from guider.cli import main as cli_main
 from guider.data.noise import noise_kind, parse_level
+from guider.engine.trainer import run_labels
 from guider.report import figures, render, stats, summary, tables
 from guider.report.labels import backbone_name, backbone_order, display_name, method_order
 from guider.report.runs import collect_curves, collect_runs, read_run
-from guider.train import run_labels
 
 
 def data_name(ratio, kind: str = "add") -> str:
@@ -196,7 +196,7 @@ def test_the_report_imports_no_model_or_method_code():
     code = (
         "import sys; import guider.report.tables, guider.report.figures, guider.report.runs, guider.report.labels; "
         "import guider.report.summary, guider.report.tuning_table; "
-        "bad = [m for m in sys.modules if m.startswith(('guider.models', 'guider.denoise', 'guider.objective'))]; "
+        "bad = [m for m in sys.modules if m.startswith(('guider.models', 'guider.methods', 'guider.methods.base'))]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -416,7 +416,7 @@ def test_ablation_table_rows_and_bold(study):
 def test_baselines_table_reads_plain_then_each_denoiser_then_guider(tmp_path):
     """Rows in the order plain / +T-CE / +R-CE / +DA-MRS / +GUIDER whatever order they ran in;
     a method not run on a backbone (DA-MRS on BM3) has no row; the ablations stay out."""
-    lift = {"none": 0.0, "no_amsc": 0.5, "damrs": 0.04, "paper": 0.1, "rce": 0.03, "tce": 0.02}
+    lift = {"none": 0.0, "no_amsc": 0.5, "damrs_plugin": 0.04, "paper": 0.1, "rce": 0.03, "tce": 0.02}
     paths = []
     for backbone, methods in (("lightgcn", list(lift)), ("bm3", ["paper", "tce", "none", "rce"])):
         for method, seed in itertools.product(methods, range(2)):
@@ -430,11 +430,11 @@ def test_baselines_table_reads_plain_then_each_denoiser_then_guider(tmp_path):
     assert [(r.block, r.label) for r in table.rows] == [
         ("LightGCN", m) for m in ("plain", "+T-CE", "+R-CE", "+DA-MRS", "+GUIDER")
     ] + [("BM3", m) for m in ("plain", "+T-CE", "+R-CE", "+GUIDER")]
-    expected = [0.05 * (1 + lift[m]) for m in ("none", "tce", "rce", "damrs", "paper")]
+    expected = [0.05 * (1 + lift[m]) for m in ("none", "tce", "rce", "damrs_plugin", "paper")]
     assert [r.cells[0].mean for r in table.rows[:5]] == pytest.approx(expected)
     assert [r.cells[0].bold for r in table.rows] == [False, False, False, False, True] + [False, False, False, True]
     with pytest.raises(ValueError, match="no denoising baseline runs"):
-        tables.baselines_table(runs[~runs.method.isin(["tce", "rce", "damrs"])], ["recall@20"])
+        tables.baselines_table(runs[~runs.method.isin(["tce", "rce", "damrs_plugin"])], ["recall@20"])
 
 
 def test_tables_follow_the_paper_order_and_skip_unablated_backbones(tmp_path):
@@ -536,9 +536,9 @@ def test_every_figure_is_written_as_pdf_and_png(study, tmp_path, kind):
 
 @pytest.mark.parametrize("n_methods", [11, 40])
 def test_every_method_gets_its_own_colour(n_methods):
-    from guider.objective import available_objectives
+    from guider.methods import available_methods
 
-    methods = [*available_objectives(), *(f"plugin{i}" for i in range(n_methods))][:n_methods]
+    methods = [*available_methods(), *(f"plugin{i}" for i in range(n_methods))][:n_methods]
     colours = [tuple(matplotlib.colors.to_rgb(figures.method_color(m, methods))) for m in methods]
     assert len(set(colours)) == len(methods)
 

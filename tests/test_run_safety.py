@@ -95,7 +95,7 @@ def test_no_torch_load_in_the_tree_unpickles_arbitrary_objects():
 
 @pytest.mark.parametrize("content", [b"", b"\x80\x04garbage that is not a zip", b"PK\x03\x04 truncated"])
 def test_an_empty_or_garbage_checkpoint_is_one_line_naming_the_file(data, finished_run, content, caplog):
-    from guider.checkpoint import CheckpointError, read_checkpoint
+    from guider.runs.checkpoint import CheckpointError, read_checkpoint
 
     (finished_run / "checkpoint.pt").write_bytes(content)
     with pytest.raises(CheckpointError, match="checkpoint.pt: "):
@@ -130,7 +130,7 @@ def test_resume_strict_refuses_other_data_and_changes_nothing(data, finished_run
 
 def test_a_changed_feature_file_changes_the_fingerprint(data, tmp_path):
     from guider.data import load_dataset
-    from guider.data.fingerprint import dataset_fingerprint
+    from guider.data.format.fingerprint import dataset_fingerprint
 
     first = dataset_fingerprint(load_dataset(data))
     assert first == dataset_fingerprint(load_dataset(data))  # stable
@@ -189,7 +189,7 @@ def test_nan_loss_in_the_first_epoch_names_no_missing_checkpoint(data, tmp_path,
 
 
 def test_ctrl_c_exits_130_and_says_how_to_resume(data, tmp_path, monkeypatch, caplog):
-    from guider.train import Trainer
+    from guider.engine.trainer import Trainer
 
     real = Trainer.run_epoch
 
@@ -234,9 +234,9 @@ def test_a_full_disk_names_the_file(data, tmp_path, monkeypatch, caplog):
     checkpoint, and a plain write error for JSON files, each become one line naming the file."""
     import pathlib
 
-    import guider.checkpoint as checkpoint
-    from guider.atomic import write_text
+    import guider.runs.checkpoint as checkpoint
     from guider.cli import describe_error
+    from guider.runs.atomic import write_text
 
     real_save = torch.save
     monkeypatch.setattr(checkpoint.torch, "save", lambda state, path: real_save(state, "/dev/full"))
@@ -283,7 +283,7 @@ def test_resuming_a_finished_run_whose_outputs_were_removed_rewrites_every_outpu
 
 
 def test_a_second_writer_of_a_run_folder_is_refused_naming_the_holder(data, tmp_path, caplog):
-    from guider.run_dir import hold_run_dir
+    from guider.runs.run_dir import hold_run_dir
 
     out = tmp_path / "busy"
     with hold_run_dir(out):  # this process holds the folder, as a running `guider train` does
@@ -297,7 +297,7 @@ def test_a_second_writer_in_another_process_is_refused(data, tmp_path):
     import subprocess
 
     out = tmp_path / "busy"
-    script = f"from guider.run_dir import hold_run_dir\nimport time\nwith hold_run_dir({str(out)!r}):\n"
+    script = f"from guider.runs.run_dir import hold_run_dir\nimport time\nwith hold_run_dir({str(out)!r}):\n"
     script += "    print('held', flush=True)\n    time.sleep(60)"
     holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:

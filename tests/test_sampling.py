@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from guider.data.sampling import NegativeSampler
+from guider.engine.sampling import NegativeSampler
 
 
 def test_negatives_never_positive_and_roughly_uniform():

@@ -10,8 +10,8 @@ from conftest import make_dataset
 
 from guider.cli import main as cli
 from guider.config import TrainConfig, parse_set, rebuild_run_config, resolve_run_config
+from guider.config.sections import ConfigError, Section, deep_merge, setting
 from guider.data import save_dataset
-from guider.settings import ConfigError, Section, deep_merge, setting
 
 
 @dataclass(frozen=True)

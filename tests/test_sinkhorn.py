@@ -1,11 +1,11 @@
-"""guider/denoise/sinkhorn.py against POT's ot.batch.solve_batch (the reference it re-expresses)."""
+"""guider/methods/sinkhorn.py against POT's ot.batch.solve_batch (the reference it re-expresses)."""
 
 import ot
 import pytest
 import torch
 
-from guider.denoise.distill import cosine_cost
-from guider.denoise.sinkhorn import sinkhorn_batch
+from guider.methods.distill import cosine_cost
+from guider.methods.sinkhorn import sinkhorn_batch
 
 
 def problem(seed: int, n_users: int = 16, k: int = 12, dtype=torch.float32):

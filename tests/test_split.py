@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from guider.data.split import split_per_user
+from guider.data.sources.split import split_per_user
 
 
 def naive_split(users, items, timestamps, seed):

@@ -9,10 +9,10 @@ from PIL import Image
 
 from guider.cli import main as cli_main
 from guider.data import load_dataset
-from guider.data import synthetic as syn
-from guider.data.synthetic_render import render
-from guider.data.synthetic_text import describe
-from guider.data.synthetic_vocab import BRANDS, CATEGORIES, COLOURS, MATERIALS, STYLES
+from guider.data.synthetic import generator as syn
+from guider.data.synthetic.render import render
+from guider.data.synthetic.text import describe
+from guider.data.synthetic.vocab import BRANDS, CATEGORIES, COLOURS, MATERIALS, STYLES
 
 SIZES = {"users": 150, "items": 80}
 
@@ -104,7 +104,7 @@ def attribute_codes(attributes: pd.DataFrame) -> list[dict]:
         "style": list(STYLES),
         "brand": list(BRANDS),
     }
-    from guider.data.synthetic_vocab import PATTERNS
+    from guider.data.synthetic.vocab import PATTERNS
 
     vocab["pattern"] = list(PATTERNS)
     return [{a: vocab[a].index(row[a]) for a in vocab} for _, row in attributes.iterrows()]

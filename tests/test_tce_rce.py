@@ -7,11 +7,11 @@ from conftest import make_dataset, run_config
 
 from guider.data import save_dataset
 from guider.data.noise import inject_noise
-from guider.denoise.rce import ReweightedLoss
-from guider.denoise.tce import TruncatedLoss
+from guider.engine.trainer import model_inputs, train
+from guider.methods import Batch
+from guider.methods.rce import ReweightedLoss
+from guider.methods.tce import TruncatedLoss
 from guider.models import available, build_model, get_class
-from guider.objective import Batch
-from guider.train import model_inputs, train
 
 
 def cfg(method, sections):
@@ -125,14 +125,14 @@ def test_trains_on_every_backbone(noisy_folder, tmp_path, backbone, method):
 
 def first_batch(tmp_path, backbone, method, monkeypatch) -> Batch:
     """The first batch an epoch of `method` on `backbone` hands to its objective."""
-    from guider.train import Trainer
+    from guider.engine.trainer import Trainer
 
     ds = make_dataset(n_users=12, n_items=15, per_user=6)
     trainer = Trainer(ds, tmp_path / method, run_config(backbone, method), torch.device("cpu"), progress=False)
     seen = []
-    real_step = type(trainer.objective).step
+    real_step = type(trainer.method).step
     monkeypatch.setattr(
-        type(trainer.objective),
+        type(trainer.method),
         "step",
         lambda self, batch, epoch: (seen.append(batch), real_step(self, batch, epoch))[1],
     )

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from guider.cli import main as cli
-from guider.train import Trainer, resolve_run_config, train
+from guider.engine.trainer import Trainer, resolve_run_config, train
 
 METRIC_KEYS = {f"{m}@{k}" for m in ("recall", "ndcg", "precision", "map") for k in (5, 10, 20, 50)}
 
@@ -164,7 +164,7 @@ def test_cli_train_and_bad_device(tiny_folder, tmp_path, capsys):
 
 def test_negatives_are_sampled_only_when_something_reads_them(tmp_path, monkeypatch):
     """Plain BM3 ignores negatives (none sampled); BM3 under GUIDER needs them for its teacher."""
-    from guider.data.sampling import NegativeSampler
+    from guider.engine.sampling import NegativeSampler
 
     calls = []
     real = NegativeSampler.sample
@@ -193,12 +193,11 @@ def test_min_epochs_holds_off_early_stopping(tiny_folder, tmp_path):
     )
 
 
-def test_deprecated_variant_and_denoise_flags_name_the_method(tiny_folder, tmp_path, caplog):
+def test_the_removed_variant_and_denoise_flags_name_method(tiny_folder, tmp_path, caplog):
     args = ["train", "--data", str(tiny_folder), "--backbone", "bpr", "--epochs", "1", "--no-progress"]
-    assert cli([*args, "--out", str(tmp_path / "a"), "--variant", "none", "--denoise", "tce"]) == 0
-    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["method"] == "tce"
-    assert "--variant and --denoise are deprecated; use --method NAME" in caplog.text
-    assert cli([*args, "--out", str(tmp_path / "b"), "--variant", "paper", "--denoise", "rce"]) == 2
-    assert "name two methods" in caplog.text
-    assert cli([*args, "--out", str(tmp_path / "c"), "--method", "rce", "--denoise", "tce"]) == 2
-    assert "--method rce contradicts the deprecated --variant/--denoise tce" in caplog.text
+    for option in ("--variant", "--denoise"):
+        caplog.clear()
+        assert cli([*args, "--out", str(tmp_path / option), option, "tce"]) == 2
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert errors == [f"{option} was removed in 0.4; name the training method with --method NAME"]
+        assert not (tmp_path / option).exists()

@@ -1,4 +1,4 @@
-"""Grids chosen on the validation split (guider.tuning, `guider tune`, `guider train --tuned`,
+"""Grids chosen on the validation split (guider.tuning.grids, `guider tune`, `guider train --tuned`,
 the selection table)."""
 
 import json

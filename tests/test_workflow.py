@@ -18,8 +18,8 @@ import pytest
 import yaml
 from snakemake_runner import ROOT, snakemake
 
-from guider import gpu_claim
 from guider.data.noise import parse_level
+from guider.runs import gpu_claim
 
 CONFIGS = {name: ROOT / "config" / f"{name}.yaml" for name in ("config", "demo", "test", "noise_small", "tuning_small")}
 
@@ -141,7 +141,7 @@ def test_paper_dry_run_lists_every_stage_and_run(paper_dry_run):
         assert f"results/runs/{dataset}/base/{backbone}/{method}/seed{seed}/metrics.json" in paper_dry_run
     for data in ("add0.4", "delete0.1", "modality0.2", "natural"):
         assert f"results/runs/baby/{data}/freedom/paper/seed4/metrics.json" in paper_dry_run
-    assert "results/runs/baby/delete0.4/bpr/damrs/seed0/metrics.json" in paper_dry_run
+    assert "results/runs/baby/delete0.4/bpr/damrs_plugin/seed0/metrics.json" in paper_dry_run
     assert "guider data noise --data results/data/baby/base --kind delete --seed 0 --ratio 0.1 --out" in paper_dry_run
     assert "--kind modality --seed 0 --ratio 0.2 --modality both --out" in paper_dry_run
     assert "--kind natural --seed 0 --max-noisy-rating 2 --eval-min-rating 4 --out results/data/baby/natural" in (
@@ -387,7 +387,7 @@ def _claim_slot_in_child(lock_dir: str, ready, release, out) -> None:
     os.environ.update({"GUIDER_JOBS_PER_GPU": "2", "GUIDER_GPU_LOCK_DIR": lock_dir})
     import torch
 
-    from guider.device import resolve_device
+    from guider.engine.device import resolve_device
 
     torch.cuda.is_available = lambda: True  # a fake machine with two cards
     torch.cuda.device_count = lambda: 2
@@ -513,13 +513,13 @@ def test_unknown_names_and_keys_fail_the_dry_run(tmp_path, change, message):
 
 def test_the_schema_enums_are_the_registries():
     from guider.data.noise import noise_kinds
+    from guider.methods import available_methods
     from guider.models import registered
-    from guider.objective import available_objectives
     from guider.study import SCHEMA_FILE, config_schema
 
     schema = config_schema()
     assert schema["definitions"]["backbone"]["enum"] == registered()
-    assert schema["definitions"]["method"]["enum"] == available_objectives()
+    assert schema["definitions"]["method"]["enum"] == available_methods()
     assert schema["definitions"]["noise_kind"]["enum"] == noise_kinds()
     assert {"mode", "modality", "max_noisy_rating", "eval_min_rating"} <= set(
         schema["properties"]["noise"]["properties"]

@@ -129,7 +129,7 @@ SHIM = """#!{python}
 import os, signal, sys
 phase, marker = os.environ.get("GUIDER_KILL_AT"), os.environ.get("GUIDER_KILL_MARKER")
 if phase and sys.argv[1:2] == ["train"] and not os.path.exists(marker):
-    from guider import train as T
+    from guider.engine import trainer as T
 
     def die():
         open(marker, "w").close()
@@ -156,7 +156,7 @@ if phase and sys.argv[1:2] == ["train"] and not os.path.exists(marker):
             return finish(self)
         T.Trainer.evaluate_model, T.Trainer.finish = evaluate_model, finish_
     elif phase == "finalize":
-        from guider.denoise.guider import GuiderObjective
+        from guider.methods.guider import GuiderObjective
         GuiderObjective.finalize = lambda self, run_dir, evaluate: die()
 from guider.cli import main
 sys.exit(main())

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from guider.data.dataset import DatasetError
+from guider.data.format.dataset import DatasetError
 
 ASIN_BYTES = 10
 CNN_DIM = 4096

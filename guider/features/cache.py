@@ -17,7 +17,7 @@ from typing import Iterable
 
 import numpy as np
 
-from guider.atomic import atomic_path
+from guider.runs.atomic import atomic_path
 
 CACHE_SUBDIR = Path(".cache") / "features"
 

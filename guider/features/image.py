@@ -35,7 +35,7 @@ from torch import nn
 from torchvision import transforms as T
 from tqdm.auto import tqdm
 
-from guider.device import resolve_device
+from guider.engine.device import resolve_device
 
 log = logging.getLogger(__name__)
 DEFAULT_IMAGE_MODEL = "efficientnet_lite0"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from guider.data.mmrec import read_dataset_meta
-from guider.data.prepared import ITEM_MAP_FILE, read_content
+from guider.data.format.mmrec import read_dataset_meta
+from guider.data.sources.prepared import ITEM_MAP_FILE, read_content
 from guider.features.amazon_cnn import read_amazon_cnn
 from guider.features.cache import CACHE_SUBDIR, FeatureCache, file_fingerprint, image_fingerprint
 from guider.features.cli_options import add_common_arguments

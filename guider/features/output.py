@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from guider.atomic import atomic_path, write_json
-from guider.data.mmrec import FEATURE_FILES, read_dataset_meta
+from guider.data.format.mmrec import FEATURE_FILES, read_dataset_meta
+from guider.runs.atomic import atomic_path, write_json
 
 META_FILE = "dataset.json"
 

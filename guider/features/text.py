@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from guider.device import resolve_device
+from guider.engine.device import resolve_device
 
 log = logging.getLogger(__name__)
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"

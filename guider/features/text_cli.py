@@ -11,7 +11,7 @@ import argparse
 import logging
 import time
 
-from guider.data.prepared import read_content
+from guider.data.sources.prepared import read_content
 from guider.features.cache import CACHE_SUBDIR, FeatureCache, text_fingerprint
 from guider.features.cli_options import add_common_arguments
 from guider.features.output import check_item_count, write_features

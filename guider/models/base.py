@@ -26,7 +26,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from guider.settings import Section
+from guider.config.sections import Section
 
 
 @dataclass

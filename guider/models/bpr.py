@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from guider.config.sections import setting
 from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
 from guider.models.losses import bpr_per_sample, emb_norm_loss
 from guider.models.registry import register
-from guider.settings import setting
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ Differences from MMRec, none changing the model:
 - fewer than 10 items is a clear error (MMRec's hard-coded topk(10) would fail).
 The paper presents DA-MRS as plug-and-play (the authors' logs: on MF-BPR, VBPR and LightGCN);
 MMRec ships this LightGCN form, followed here; the plug-in form is the `damrs` method
-(guider/denoise/damrs.py).
+(guider/methods/damrs.py).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from guider.config.sections import setting
 from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
 from guider.models.damrs_parts import (
     PSEUDO_POSITIVES,
@@ -56,7 +57,6 @@ from guider.models.damrs_parts import (
 from guider.models.graph import propagate_mean, sym_norm_bipartite_adj, to_torch_sparse
 from guider.models.modalities import present_modalities
 from guider.models.registry import register
-from guider.settings import setting
 
 
 @dataclass(frozen=True)

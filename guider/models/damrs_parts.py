@@ -1,6 +1,6 @@
 """DA-MRS building blocks (Xv et al., "Improving Multi-modal Recommender Systems by Denoising
 and Aligning Multi-modal Content and User Feedback", KDD 2024), shared by the DA-MRS backbone
-(guider/models/damrs.py, MMRec's `DAMRS`) and the DA-MRS plug-in (guider/denoise/damrs.py, the
+(guider/models/damrs.py, MMRec's `DAMRS`) and the DA-MRS plug-in (guider/methods/damrs.py, the
 authors' DA-MRS+MF-BPR / +VBPR / +LightGCN). Each does what the MMRec functions named beside
 it do (the authors' code has the same functions), vectorised and sparse:
 

@@ -98,6 +98,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from guider.config.sections import setting
 from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
 from guider.models.graph import (
     knn_graph,
@@ -111,7 +112,6 @@ from guider.models.graph import (
 from guider.models.modalities import present_modalities
 from guider.models.registry import register
 from guider.models.user_graph import SampledUserGraph
-from guider.settings import setting
 
 FUSION_ORDER = ("image", "text")  # MMRec concatenates (v_rep, t_rep); weight_u columns in this order
 LEARNING_RATES = (0.1, 0.01, 0.001, 1e-4, 1e-5)

@@ -74,6 +74,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from guider.config.sections import setting
 from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
 from guider.models.graph import (
     sparse_matmul,
@@ -83,7 +84,6 @@ from guider.models.graph import (
 from guider.models.modalities import present_modalities
 from guider.models.registry import register
 from guider.models.user_graph import SampledUserGraph
-from guider.settings import setting
 
 FUSION_ORDER = ("image", "text")  # columns of weight_u: MMRec concatenates (v_rep, t_rep)
 LEARNING_RATES = (0.1, 0.01, 0.001, 1e-4, 1e-5)

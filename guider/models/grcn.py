@@ -63,10 +63,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from guider.config.sections import setting
 from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
 from guider.models.modalities import present_modalities
 from guider.models.registry import register
-from guider.settings import setting
 
 MODALITY_ORDER = ("image", "text")  # MMRec builds v_gcn before t_gcn
 

@@ -74,11 +74,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from guider.config.sections import setting
 from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
 from guider.models.graph import knn_neighbours, sparse_matmul, to_torch_sparse, transpose_csr
 from guider.models.modalities import present_modalities
 from guider.models.registry import register
-from guider.settings import setting
 
 MODAL_WEIGHT_ORDER = ("image", "text")  # MMRec: weight[0] image, weight[1] text
 

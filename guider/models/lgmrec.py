@@ -94,12 +94,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from guider.config.sections import setting
 from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
 from guider.models.graph import sparse_matmul, sym_norm_bipartite_adj, to_torch_sparse
 from guider.models.losses import emb_norm_loss
 from guider.models.modalities import present_modalities
 from guider.models.registry import register
-from guider.settings import setting
 
 MODALITY_ORDER = ("image", "text")  # MMRec's v, then t: its modules and random draws in this order
 CONTRAST = ("image", "text")  # the hypergraph contrastive loss: image-hyperedge anchors, text candidates

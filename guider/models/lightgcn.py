@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from guider.config.sections import setting
 from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
 from guider.models.graph import propagate_mean, sym_norm_bipartite_adj, to_torch_sparse
 from guider.models.losses import bpr_per_sample, emb_norm_loss
 from guider.models.registry import register
-from guider.settings import setting
 
 
 @dataclass(frozen=True)

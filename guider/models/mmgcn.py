@@ -51,11 +51,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from guider.config.sections import setting
 from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
 from guider.models.graph import sparse_matmul, symmetric_bipartite
 from guider.models.modalities import present_modalities
 from guider.models.registry import register
-from guider.settings import setting
 
 # MMRec passes dim_latent=256 to the visual GCN only: image features are projected to 256,
 # text features enter the GCN raw.

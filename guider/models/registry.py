@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Callable
 
+from guider.config.sections import ConfigError
 from guider.models.base import ModelConfig, ModelInputs, Recommender
-from guider.settings import ConfigError
 
 _REGISTRY: dict[str, type[Recommender]] = {}
 

@@ -78,11 +78,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from guider.config.sections import setting
 from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
 from guider.models.graph import sparse_matmul, to_torch_sparse
 from guider.models.modalities import present_modalities
 from guider.models.registry import register
-from guider.settings import setting
 
 MODALITY_ORDER = ("image", "text")  # MMRec's views: ID, then v (image), then t (text)
 SYMMETRIC_ADJ_TYPES = ("pre", "plain")

@@ -88,6 +88,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from guider.config.sections import setting
 from guider.models.base import Embeddings, ModelConfig, ModelInputs, Recommender
 from guider.models.graph import (
     knn_neighbours,
@@ -100,7 +101,6 @@ from guider.models.graph import (
 )
 from guider.models.modalities import present_modalities
 from guider.models.registry import register
-from guider.settings import setting
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from guider.atomic import atomic_path
+from guider.runs.atomic import atomic_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

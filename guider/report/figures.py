@@ -19,7 +19,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from guider.atomic import atomic_path  # noqa: E402
 from guider.report.labels import (  # noqa: E402
     backbone_name,
     backbone_order,
@@ -31,6 +30,7 @@ from guider.report.labels import (  # noqa: E402
     metric_long_name,
 )
 from guider.report.runs import BASE_DATA, NO_NOISE, kind_rank  # noqa: E402
+from guider.runs.atomic import atomic_path  # noqa: E402
 
 FORMATS = ("pdf", "png")
 DPI = 150

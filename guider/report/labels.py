@@ -43,7 +43,7 @@ def display_name(method: str) -> str:
 
 
 def role(method: str) -> str:
-    """A method's place in the report (guider.objective: plain, guider, ablation, released, baseline)."""
+    """A method's place in the report (guider.methods.base: plain, guider, ablation, released, baseline)."""
     return _ROLES.get(method, "plain" if method == "none" else "other")
 
 

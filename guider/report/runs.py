@@ -195,7 +195,7 @@ def _check_fingerprint(config: dict, metrics: dict, path: Path) -> bool:
 @functools.cache
 def _fingerprint_of(folder: str) -> str:
     from guider.data import load_dataset
-    from guider.data.fingerprint import dataset_fingerprint
+    from guider.data.format.fingerprint import dataset_fingerprint
 
     if not Path(folder).is_dir():
         raise ValueError(f"{folder}: the data folder a run trained on is gone; its fingerprint cannot be checked")

@@ -17,9 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from guider.atomic import write_json
     from guider.report.collect_cli import write_csv
     from guider.report.summary import headline_metrics, noise_curve
+    from guider.runs.atomic import write_json
 
     if args.metrics_out is None and args.noise_out is None:
         raise ValueError("nothing to write: give --metrics-out and/or --noise-out")

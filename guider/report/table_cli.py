@@ -37,9 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from guider.atomic import write_text
     from guider.report import render, tables
     from guider.report.collect_cli import write_csv
+    from guider.runs.atomic import write_text
 
     runs = pd.read_csv(args.runs)
     if args.kind == "main":

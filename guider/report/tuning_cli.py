@@ -13,8 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from guider.atomic import write_text
     from guider.report import tuning_table
+    from guider.runs.atomic import write_text
     from guider.tuning import read_record
 
     records = [read_record(path) for path in args.records]

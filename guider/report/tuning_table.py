@@ -2,7 +2,7 @@
 the grid point chosen on validation Recall@20 (what the study trains), the point test-set
 selection would have chosen (what MMRec's quick_start.py and the released GUIDER code
 report, enoche/MMRec#64), their test Recall@20, and the optimism test-set selection adds.
-Rows come from the tuning records (guider.tuning); methods without a grid of their own
+Rows come from the tuning records (guider.tuning.grids); methods without a grid of their own
 are left out (they train plain training's point)."""
 
 from __future__ import annotations

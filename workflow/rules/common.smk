@@ -22,7 +22,7 @@ try:  # the package (installed, or this checkout)
     import guider  # noqa: F401
 except ImportError:
     sys.path.insert(0, str(Path(workflow.basedir)))
-from guider.gpu_claim import JOBS_PER_GPU_ENV, auto_jobs_per_gpu
+from guider.runs.gpu_claim import JOBS_PER_GPU_ENV, auto_jobs_per_gpu
 from guider.data.noise import level_pattern
 from guider.study import Study, StudyError, name_pattern
 
@@ -74,14 +74,14 @@ def gpu_memory_gib() -> list[float]:
 
 def jobs_per_gpu() -> int:
     """Training and feature jobs sharing one card: train.jobs_per_gpu, or when null one job
-    per 20 GiB of the smallest card (1 below 40 GiB, at most 8; guider.gpu_claim.auto_jobs_per_gpu)."""
+    per 20 GiB of the smallest card (1 below 40 GiB, at most 8; guider.runs.gpu_claim.auto_jobs_per_gpu)."""
     chosen = STUDY.train["jobs_per_gpu"]
     return chosen if chosen is not None else auto_jobs_per_gpu(min(gpu_memory_gib(), default=0.0))
 
 
 # Training and feature jobs request gpu=1: one slot. With GPUs, the `gpu` resource holds
 # visible GPUs x jobs_per_gpu slots, so at most that many such jobs run at a time (the
-# rest queue), and each job claims a free slot on some card (guider.gpu_claim, told the
+# rest queue), and each job claims a free slot on some card (guider.runs.gpu_claim, told the
 # slot count through $GUIDER_JOBS_PER_GPU, which jobs inherit from this process); without
 # GPUs the resource is left unconstrained and jobs run on CPU. A profile cannot count
 # GPUs, so the cap is set here unless `--resources gpu=N` (or a profile) set one.

@@ -19,7 +19,7 @@ import pandas as pd
 from guider.data.noise import add, delete, modality, natural  # noqa: F401  (registration side effect)
 
 # isort: on
-from guider.data.dataset import Dataset
+from guider.data.format.dataset import Dataset
 from guider.data.noise.add import NOISE_MODES, inject_noise
 from guider.data.noise.base import (
     BASE_LEVEL,

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from guider.data.dataset import Dataset
+from guider.data.format.dataset import Dataset
 
 BASE_LEVEL = "base"  # the data folder of the dataset as prepared (no noise)
 NO_NOISE = "none"  # the noise kind of the base data

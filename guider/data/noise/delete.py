@@ -10,7 +10,7 @@ import copy
 import numpy as np
 import pandas as pd
 
-from guider.data.dataset import TRAIN, Dataset
+from guider.data.format.dataset import TRAIN, Dataset
 from guider.data.noise.base import NoiseKind, register_noise_kind
 
 

@@ -10,7 +10,7 @@ import copy
 
 import numpy as np
 
-from guider.data.dataset import Dataset
+from guider.data.format.dataset import Dataset
 from guider.data.noise.base import NoiseKind, register_noise_kind
 
 MODALITIES = {"text": "text_feat", "image": "image_feat"}

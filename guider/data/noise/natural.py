@@ -11,7 +11,7 @@ import logging
 
 import numpy as np
 
-from guider.data.dataset import TEST, TRAIN, VALID, Dataset
+from guider.data.format.dataset import TEST, TRAIN, VALID, Dataset
 from guider.data.noise.base import NoiseKind, register_noise_kind
 
 log = logging.getLogger(__name__)
