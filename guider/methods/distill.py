@@ -10,8 +10,8 @@ solvers (`kd.solver`):
 - `sinkhorn`: POT's Sinkhorn iterations and stopping rule (`ot.batch.solve_batch`,
   re-expressed in sinkhorn.py) at `kd.tol`, up to `kd.max_iter` iterations, one host read
   per 100 iterations; correct, but 1,000-6,000 iterations at GUIDER's operating point;
-- `truncated`: exactly `kd.iters` Sinkhorn iterations (30), no stopping test: the solver of
-  0.3 and before, kept for speed studies. It under-solves GUIDER's OT (a scaled reverse KL
+- `truncated`: `kd.iters` Sinkhorn iterations (30; POT's test at `kd.tol` freezes the scalings
+  but never ends the loop): the solver of 0.3 and before, bit for bit, kept for speed studies. It under-solves GUIDER's OT (a scaled reverse KL
   early in training, docs/method.md) and is never the default.
 Sinkhorn runs in the plain (not log) domain: with eps = 0.05 and costs 1 - cos in [0, 2] the
 kernel exp(-M/eps) stays above exp(-40), far from float32 underflow; when the cost bound / eps
@@ -107,7 +107,7 @@ def _solve(cost, a, b, eps: float, kd: KDConfig, method: str) -> tuple[torch.Ten
     max_iter = (kd.max_iter or DEFAULT_MAX_ITER["sinkhorn"]) if converging else kd.iters
     info: dict = {}
     value, scaling = sinkhorn_batch(
-        cost, a, b, eps, max_iter, kd.tol if converging else 0.0, log_domain=method == "log_sinkhorn",
+        cost, a, b, eps, max_iter, kd.tol, log_domain=method == "log_sinkhorn",
         stop_every=SINKHORN_CHECK_EVERY if converging else 0, info=info,
     )  # fmt: skip
     log_u = torch.log(scaling) if method == "sinkhorn" else scaling  # [U, K]
