@@ -412,6 +412,11 @@ class Study:
     def synthetic_args(self, dataset: str) -> list[str]:
         spec = self.datasets[dataset]["synthetic"]
         args = ["--name", dataset, "--preset", spec["preset"], "--misaligned-ratio", str(spec["misaligned_ratio"])]
+        args += (
+            ["--noise-ratio", str(spec["noise_ratio"]), "--noise-mode", spec["noise_mode"]]
+            if spec["noise_ratio"]
+            else []
+        )
         return args + ["--seed", str(spec["seed"])] + flags(users=spec["users"], items=spec["items"])
 
     def mmrec_files(self, dataset: str) -> list[str]:

@@ -224,8 +224,34 @@ def test_feature_only_sums_are_computed_once_per_confidence(monkeypatch):
     rec = torch.tensor(rng.normal(size=(15, 4)))
     first, second = amsc.calibrate(rec), amsc.calibrate(rec)
     assert len(calls) == 1 and torch.equal(first.scores, second.scores)
-    fresh = interaction_scores(amsc.rows, amsc.fused, amsc.confidence, rec)  # no cache involved
+    fresh = interaction_scores(amsc.rows, amsc.fused, amsc.weight, rec)  # no cache involved
     assert torch.equal(first.scores, fresh)
     calls.clear()
-    amsc.confidence = torch.ones_like(amsc.confidence)  # a new S_conf invalidates the cache
+    amsc.weight = torch.ones_like(amsc.weight)  # a new confidence weight invalidates the cache
     assert not torch.equal(amsc.calibrate(rec).scores, first.scores) and len(calls) == 1
+
+
+def test_confidence_rank_is_the_share_of_items_at_or_below_with_mean_ranks_for_ties():
+    from scipy.stats import rankdata
+
+    from guider.methods.amsc import confidence_rank
+
+    values = torch.tensor([0.1, 0.3, 0.1, 0.0, 0.3, 0.3, 1.0])
+    expected = rankdata(values.numpy(), method="average") / len(values)
+    assert torch.allclose(confidence_rank(values), torch.tensor(expected, dtype=values.dtype))
+    assert float(confidence_rank(torch.full((5,), 0.2)).unique()) == pytest.approx(0.6)  # all tied: mean rank 3 of 5
+
+
+@pytest.mark.parametrize("form", ["rank", "raw"])
+def test_the_calibration_weight_is_the_rank_by_default_and_s_conf_when_raw(form):
+    from guider.methods.amsc import confidence_rank
+
+    users, items, rng = random_history()
+    text, image = torch.tensor(rng.normal(size=(15, 5))), torch.tensor(rng.normal(size=(15, 7)))
+    amsc = AMSC(torch.tensor(users), torch.tensor(items), 6, text, image, AMSCConfig(knn_k=3, confidence=form))
+    expected = confidence_rank(amsc.confidence) if form == "rank" else amsc.confidence
+    assert torch.equal(amsc.weight, expected)
+    rec = torch.tensor(rng.normal(size=(15, 4)))
+    assert torch.equal(amsc.calibrate(rec).scores, interaction_scores(amsc.rows, amsc.fused, expected, rec))
+    only_text = AMSC(torch.tensor(users), torch.tensor(items), 6, text, None, AMSCConfig(knn_k=3, confidence=form))
+    assert torch.equal(only_text.weight, torch.ones(15, dtype=only_text.weight.dtype))  # nothing to doubt it with

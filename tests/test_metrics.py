@@ -138,3 +138,29 @@ def test_unsorted_csr_indices_and_users_without_targets():
     assert a.users.tolist() == b.users.tolist() and len(a.users) < 30
     for key in a.per_user:
         np.testing.assert_array_equal(a.per_user[key], b.per_user[key])
+
+
+def mmrec_map_loop(hits: np.ndarray, n_target: np.ndarray) -> np.ndarray:
+    """MMRec's MAP rule (its src/utils/metrics.py `map_`), one user and one rank at a time:
+    the sum of P@i x rel_i up to rank k divided by min(k, min(|T_u|, max K))."""
+    n_users, max_k = hits.shape
+    out = np.zeros((n_users, max_k))
+    for u in range(n_users):
+        length = min(int(n_target[u]), max_k)
+        total = 0.0
+        for k in range(1, max_k + 1):
+            total += hits[u, :k].sum() / k * hits[u, k - 1]
+            out[u, k - 1] = total / min(k, length)
+    return out
+
+
+def test_map_is_mmrecs_so_map_columns_compare_with_mmrec_papers():
+    from guider.engine.metrics import _metrics_from_hits
+
+    rng = np.random.default_rng(3)
+    hits = rng.random((60, 50)) < 0.15
+    n_target = rng.integers(1, 90, 60)  # some users with more targets than max K
+    ours = _metrics_from_hits(torch.tensor(hits), torch.tensor(n_target, dtype=torch.float64), [5, 10, 20, 50])
+    reference = mmrec_map_loop(hits, n_target)
+    for k in (5, 10, 20, 50):
+        assert np.allclose(ours[f"map@{k}"].numpy(), reference[:, k - 1], rtol=0, atol=1e-12)

@@ -1,4 +1,4 @@
-"""Full-ranking top-K evaluation (protocol.md, "Evaluation").
+"""Full-ranking top-K evaluation (docs/specification.md, Protocol, "Evaluation").
 
 Every user with at least one target item (valid or test) and one train item is ranked
 against all items; the user's train items are masked out (valid items stay in at test
@@ -11,7 +11,9 @@ Metrics per user (K in `ks`; T_u = target items, rel_i = 1 if the i-th ranked it
   Precision@K = hits / K
   NDCG@K      = sum_i rel_i / log2(i+1)  /  sum_{i <= min(|T_u|,K)} 1 / log2(i+1)
   MAP@K       = (1 / min(|T_u|, K)) * sum_{i <= K} P@i * rel_i
-(MMRec divides MAP by min(|T_u|, max K) instead; we follow protocol.md.)
+MMRec's `map_` (src/utils/metrics.py) divides position k's sum by min(k, min(|T_u|, max K)),
+which at k = K is min(|T_u|, K): the same MAP, checked by tests/test_metrics.py against a loop
+of MMRec's rule, so MAP columns compare with MMRec-based papers.
 """
 
 from __future__ import annotations

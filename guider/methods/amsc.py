@@ -6,18 +6,25 @@ Pieces, all computed without any dense |I| x |I| matrix:
   text space and in vision space (blocked exact top-k, the item itself excluded);
 - fused modal similarity S_modal = a cos_text + (1 - a) cos_vision, which is the dot
   product of the fused unit vectors f_i = [sqrt(a) t_i, sqrt(1 - a) v_i];
-- calibrated similarity S = c S_modal + (1 - c) S_rec, c = sqrt(S_conf(i) S_conf(i')),
-  S_rec = cos of the teacher's item embeddings, or the user's mean S_modal during warm-up;
+- calibrated similarity S = c S_modal + (1 - c) S_rec, c = sqrt(r(i) r(i')), r(i) the
+  confidence weight of item i: by default (`amsc.confidence: rank`) S_conf's rank among the
+  items (the share of items whose S_conf is at most S_conf(i), ties sharing their mean rank),
+  with `raw` S_conf itself (0.3's form); S_rec = cos of the teacher's item embeddings, or the
+  user's mean S_modal during warm-up;
 - interaction score s(u, i) = mean over the user's other train rows i' of S(i, i').
 
-Because c factorises (c = r_i r_i', r = sqrt(S_conf)) and every similarity is a dot
+Because c factorises (c = q_i q_i', q = sqrt(r)) and every similarity is a dot
 product, sum_{i' in I_u} S(i, i') is a dot product of item i's vectors with per-user sums
 of item vectors. The scores are therefore exact in O(|train| x d) time, with no pair list.
 I_u is the user's multiset of train rows: a duplicated (u, i) row counts as another item.
 
 Decisions where the specification is silent:
-- a dataset with only one modality: S_modal is that modality and S_conf = 1 (no
-  cross-modal evidence); a dataset with none cannot run AMSC (clear error);
+- a dataset with only one modality: S_modal is that modality and the confidence weight is 1
+  (no cross-modal evidence to doubt it); a dataset with none cannot run AMSC (clear error);
+- why the rank (specification, Method §1): the raw Jaccard's level depends on k and on the
+  encoders (it averages ~0.10 at k = 10 on the synthetic data), which made c ~0.1 for almost
+  every pair and left S ~90 % the teacher's similarity; the rank keeps the meaning (doubt the
+  content of items whose modalities disagree) on a scale where content can decide;
 - "at most max_false_ratio of a user's interactions" is floor(ratio x n_u) rows, the
   lowest z first; ties keep table order;
 - std_u is the population standard deviation (ddof 0) of the user's scores;
@@ -37,6 +44,7 @@ from guider.config.sections import Section, setting
 from guider.models.graph import knn_neighbours
 
 _BLOCK_ELEMENTS = 1 << 23  # floats held at once by the per-user sums
+CONFIDENCE_FORMS = ("rank", "raw")
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,7 @@ class AMSCConfig(Section):
     tau: float = setting(1.0)  # paper: false when z < -tau
     max_false_ratio: float = setting(0.2, ge=0, le=1)  # paper: cap of false rows per user
     min_history: int = setting(4, ge=1)  # paper: users with fewer rows are never reclassified
+    confidence: str = setting("rank", choices=CONFIDENCE_FORMS)  # spec (updated): S_conf's rank; raw: S_conf
 
 
 @dataclass
@@ -80,6 +89,15 @@ def jaccard_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def cross_modal_confidence(text: torch.Tensor, image: torch.Tensor, k: int) -> torch.Tensor:
     """[n] S_conf in [0, 1]: overlap of each item's text and vision top-k neighbourhoods."""
     return jaccard_rows(item_neighbours(text, k), item_neighbours(image, k))
+
+
+def confidence_rank(confidence: torch.Tensor) -> torch.Tensor:
+    """[n] the share of items whose confidence is at most each item's, ties sharing their mean
+    rank: (mean 1-based rank among equal values) / n, in (0, 1]."""
+    _, inverse, counts = torch.unique(confidence, sorted=True, return_inverse=True, return_counts=True)
+    last = torch.cumsum(counts, 0).to(torch.float64)  # 1-based rank of each value's last occurrence
+    mean_rank = last - (counts.to(torch.float64) - 1) / 2
+    return (mean_rank[inverse] / len(confidence)).to(confidence.dtype)
 
 
 def fused_unit_features(text: torch.Tensor | None, image: torch.Tensor | None, text_weight: float) -> torch.Tensor:
@@ -150,7 +168,7 @@ class UserRows:
 
 # --- scores and reclassification ----------------------------------------------------------
 def _row_terms(rows: UserRows, vectors: torch.Tensor, confidence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """([N] r_i = sqrt(S_conf(i)), [N] the self-similarity v_i . v_i) for every train row."""
+    """([N] q_i = sqrt(r(i)) of the confidence weight r, [N] the self-similarity v_i . v_i) for every train row."""
     r = confidence.to(vectors.dtype).sqrt()[rows.items]
     return r, (vectors**2).sum(-1)[rows.items]
 
@@ -196,9 +214,10 @@ def interaction_scores(
 ) -> torch.Tensor:
     """[N] s(u, i) = mean over the user's other rows i' of S(i, i') (see the module docstring).
 
-    fused: [n_items, D] fused unit features; confidence: [n_items] S_conf; rec_item_emb:
-    [n_items, d] teacher item embeddings, or None for the warm-up (S_rec := the user's mean
-    S_modal); modal_sums: a precomputed `calibrated_modal_sums` (None: computed here).
+    fused: [n_items, D] fused unit features; confidence: [n_items] the confidence weight r
+    (S_conf's rank, or S_conf); rec_item_emb: [n_items, d] teacher item embeddings, or None
+    for the warm-up (S_rec := the user's mean S_modal); modal_sums: a precomputed
+    `calibrated_modal_sums` (None: computed here).
     """
     if modal_sums is None:
         modal_sums = calibrated_modal_sums(rows, fused, confidence)
@@ -251,20 +270,22 @@ class AMSC:
         self.rows = UserRows(users, items, n_users)
         self.fused = fused_unit_features(text, image, config.text_weight)  # [n_items, D]
         if text is not None and image is not None:
-            self.confidence = cross_modal_confidence(text, image, config.knn_k)  # [n_items]
+            self.confidence = cross_modal_confidence(text, image, config.knn_k)  # [n_items] S_conf
+            self.weight = confidence_rank(self.confidence) if config.confidence == "rank" else self.confidence
         else:
             self.confidence = torch.ones(self.fused.shape[0], device=self.fused.device)
+            self.weight = self.confidence  # one modality: nothing to doubt it with
         self._modal_cache: tuple[torch.Tensor, torch.Tensor] | None = None  # (S_conf it was built from, sums)
 
     def _modal_sums(self) -> torch.Tensor:
         """The feature-only part of the scores, computed once (again if S_conf is replaced):
         the D-dimensional fused features make it ~90 % of a recalibration's cost."""
-        if self._modal_cache is None or self._modal_cache[0] is not self.confidence:
-            self._modal_cache = (self.confidence, calibrated_modal_sums(self.rows, self.fused, self.confidence))
+        if self._modal_cache is None or self._modal_cache[0] is not self.weight:
+            self._modal_cache = (self.weight, calibrated_modal_sums(self.rows, self.fused, self.weight))
         return self._modal_cache[1]
 
     def calibrate(self, rec_item_emb: torch.Tensor | None = None) -> Calibration:
         """One AMSC pass; `rec_item_emb` None means warm-up (neutral S_rec)."""
-        scores = interaction_scores(self.rows, self.fused, self.confidence, rec_item_emb, self._modal_sums())
+        scores = interaction_scores(self.rows, self.fused, self.weight, rec_item_emb, self._modal_sums())
         z = standardise_within_user(self.rows, scores)
         return Calibration(reclassify(self.rows, z, self.config), torch.sigmoid(z), z, scores)

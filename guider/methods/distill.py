@@ -11,8 +11,9 @@ solvers (`kd.solver`):
   re-expressed in sinkhorn.py) at `kd.tol`, up to `kd.max_iter` iterations, one host read
   per 100 iterations; correct, but 1,000-6,000 iterations at GUIDER's operating point;
 - `truncated`: `kd.iters` Sinkhorn iterations (30; POT's test at `kd.tol` freezes the scalings
-  but never ends the loop): the solver of 0.3 and before, bit for bit, kept for speed studies. It under-solves GUIDER's OT (a scaled reverse KL
-  early in training, docs/method.md) and is never the default.
+  but never ends the loop): the solver of 0.3 and before, bit for bit, kept for speed
+  studies. It under-solves GUIDER's OT (a scaled reverse KL early in training,
+  docs/method.md) and is never the default.
 Sinkhorn runs in the plain (not log) domain: with eps = 0.05 and costs 1 - cos in [0, 2] the
 kernel exp(-M/eps) stays above exp(-40), far from float32 underflow; when the cost bound / eps
 exceeds `PLAIN_DOMAIN_LIMIT` (GUIDER's cosine cost: eps < 0.04) the log-domain solver is used.

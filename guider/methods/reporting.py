@@ -28,9 +28,17 @@ def teacher_report(teacher, evaluate: Evaluator, run_dir: Path) -> dict[str, Any
     return metrics
 
 
-def save_amsc(path: Path, inputs: ModelInputs, cal: Calibration, confidence: torch.Tensor | None, epoch: int) -> None:
+def save_amsc(
+    path: Path,
+    inputs: ModelInputs,
+    cal: Calibration,
+    confidence: torch.Tensor | None,
+    epoch: int,
+    weight: torch.Tensor | None = None,
+) -> None:
     """amsc.npz: per train row (table order) user, item, false mask, weight w, z, score s;
-    per item the cross-modal confidence (when computed); the epoch of the calibration."""
+    per item the cross-modal confidence S_conf and the calibration weight r (its rank, or
+    S_conf itself with amsc.confidence raw) when computed; the epoch of the calibration."""
     arrays = {
         "users": np.asarray(inputs.train_users, dtype=np.int64),
         "items": np.asarray(inputs.train_items, dtype=np.int64),
@@ -42,6 +50,8 @@ def save_amsc(path: Path, inputs: ModelInputs, cal: Calibration, confidence: tor
     }
     if confidence is not None:
         arrays["item_confidence"] = confidence.detach().cpu().numpy().astype(np.float32)
+    if weight is not None:
+        arrays["item_weight"] = weight.detach().cpu().numpy().astype(np.float32)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, **arrays)
 

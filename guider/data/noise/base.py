@@ -158,9 +158,11 @@ def level_pattern(with_base: bool = True) -> str:
 
 def level_of(meta: dict[str, Any] | None) -> tuple[str, str, float]:
     """(data folder, noise kind, ratio) of a dataset from its dataset.json `noise` record:
-    ('base', 'none', 0.0) without one; a kind without a ratio has ratio NaN."""
+    ('base', 'none', 0.0) without one, or when the noise is part of the dataset as generated
+    (the synthetic generator's `--noise-ratio`, record origin "generator"); a kind without a
+    ratio has ratio NaN."""
     record = (meta or {}).get("noise") or {}
-    if not record:
+    if not record or record.get("origin") == "generator":
         return BASE_LEVEL, NO_NOISE, 0.0
     name = record.get("kind", "add" if "ratio" in record else None)  # copies made before kinds existed: add
     kind = noise_kind(str(name))

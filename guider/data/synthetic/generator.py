@@ -204,7 +204,7 @@ def _metadata(ds, preset, seed, params, n_target, misaligned, donors, misaligned
         "features": encoders or {},  # same layout as `guider features text|image` writes
         "misaligned_items": misaligned.tolist(),
         "misaligned_donors": donors.tolist(),
-        "noise": ds.meta["noise"],
+        "noise": {**ds.meta["noise"], "origin": "generator"},  # part of the dataset as generated: its base
         "columns": {"is_noise": "1 = injected noise (train only)"},
     }
 
