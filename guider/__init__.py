@@ -1,3 +1,3 @@
 """GUIDER reproducibility suite: multimodal recommenders, denoising, evaluation."""
 
-__version__ = "0.2.0"
+__version__ = "0.4.0"

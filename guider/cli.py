@@ -36,6 +36,7 @@ COMMANDS: dict[tuple[str | None, str], tuple[str, str]] = {
     ("report", "figure"): ("guider.report.figure_cli", "draw one report figure as PDF + PNG"),
     ("report", "summary"): ("guider.report.summary_cli", "metrics.json and noise-curve CSV for DVC"),
     ("report", "tuning"): ("guider.report.tuning_cli", "the valid-vs-test model selection table of the tuning records"),
+    ("report", "headline"): ("guider.report.headline_cli", "the report's first page: GUIDER vs plain, with direction"),
 }
 
 
@@ -56,6 +57,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """Parser whose sub-parsers are filled in only for the command named in `argv`."""
     parser = argparse.ArgumentParser(prog="guider", description=__doc__.splitlines()[0], epilog=PLUGIN_HELP)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=_version(), help="the version, commit and torch")
     top = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     wanted = [a for a in argv if not a.startswith("-")][:2]
     for group, commands in _groups().items():
@@ -72,6 +74,12 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
             if wanted == [group, name]:
                 _attach(leaf, module)
     return parser
+
+
+def _version() -> str:
+    from guider.runs.provenance import version_line
+
+    return version_line()
 
 
 def _attach(parser: argparse.ArgumentParser, module_name: str) -> None:

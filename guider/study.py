@@ -630,9 +630,9 @@ class Study:
 
     def targets(self) -> list[str]:
         """The report's files: summaries, tables (Markdown and LaTeX), figures (PNG and PDF)."""
-        targets = ["results/summary/runs.csv", "results/summary/metrics.json"]
+        targets = ["results/summary/runs.csv", "results/summary/metrics.json", "results/report/headline.rst"]
         targets += ["results/summary/noise_curve.csv"] if self.has_noise_study() else []
-        targets += [f"results/tables/{name}.{fmt}" for name in self.table_names() for fmt in ("md", "tex")]
+        targets += [f"results/tables/{name}.{fmt}" for name in self.table_names() for fmt in ("md", "tex", "html")]
         return targets + [f"results/figures/{name}.{fmt}" for name in self.figure_names() for fmt in ("png", "pdf")]
 
     # --- counts ------------------------------------------------------------------------
@@ -653,6 +653,7 @@ class Study:
             tune_point=sum(len(self.tuning_points_of(b, m)) for _, b, m in self.tuning_keys()),
             tune_select=len(self.tuning_keys()),
             collect_runs=1,
+            headline=1,
             headline_metrics=1,
             figure=len(self.figure_names()),
             all=1,
@@ -661,12 +662,19 @@ class Study:
         counts["noise_curve"] = int(self.has_noise_study())
         return {rule: n for rule, n in counts.items() if n}
 
-    def skipped_lines(self) -> list[str]:
-        """One line per dataset saying which runs it leaves out, and why."""
+    def skipped_lines(self, short: bool = True) -> list[str]:
+        """One line per dataset saying which (backbone, method) pairs it leaves out and why: with
+        `short`, the count, the first pair and where the full list is (`guider plan`)."""
         lines = []
         for dataset, skipped in self.skipped.items():
-            left_out = "; ".join(f"{b}/{m} ({why})" for (b, m), why in skipped.items())
-            lines.append(f"dataset {dataset}: skipping the runs that cannot train on it: {left_out}")
+            pairs = [f"{b}/{m} ({why})" for (b, m), why in skipped.items()]
+            if short and len(pairs) > 1:
+                first = pairs[0] if len(pairs[0]) < 160 else pairs[0][:157] + "..."
+                text = f"{len(pairs)} (backbone, method) pairs cannot train on it, e.g. {first}"
+                text += "; `guider plan` lists them"
+            else:
+                text = "; ".join(pairs)
+            lines.append(f"dataset {dataset}: skipping the runs that cannot train on it: {text}")
         return lines
 
     def wildcard_constraints(self) -> dict[str, str]:

@@ -570,9 +570,15 @@ def test_an_id_only_mmrec_folder_trains_the_id_runs_and_says_what_it_skips(tmp_p
     runs = sorted(set(re.findall(r"results/runs/sports/base/(\w+)/(\w+)/seed\d/metrics.json", text)))
     assert runs == [("bpr", "none"), ("lightgcn", "no_amsc"), ("lightgcn", "none"), ("lightgcn", "tce")]
     assert counts["train"] == 4 * 2
-    assert "dataset sports: skipping the runs that cannot train on it" in text
-    assert "vbpr/none (backbone vbpr needs item features)" in text
-    assert "bpr/paper (method paper needs item features)" in text
+    assert "dataset sports: skipping the runs that cannot train on it: 4 (backbone, method) pairs" in text
+    assert "`guider plan` lists them" in text
+    assert max(len(line) for line in text.splitlines() if line.startswith("guider:")) < 400
+    from guider.study import Study
+
+    (tmp_path / "again").mkdir()
+    full = " ".join(Study.from_file(mmrec_config(tmp_path / "again", features=False)).skipped_lines(short=False))
+    assert "vbpr/none (backbone vbpr needs item features)" in full
+    assert "bpr/paper (method paper needs item features)" in full
     assert f"guider data import --format mmrec {tmp_path / 'sports'} --out results/data/sports/base" in text.replace(
         "'", ""
     )

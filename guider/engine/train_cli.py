@@ -7,8 +7,8 @@ The method is one registered name (`--method`, default `none` = the plain backbo
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import sys
 from pathlib import Path
 
 log = logging.getLogger("guider")
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             epochs=args.epochs,
             patience=args.patience,
             resume=args.resume,
-            progress=not args.no_progress,
+            progress=not args.no_progress and sys.stderr.isatty(),  # a bar only on a terminal
         )
     except KeyboardInterrupt:
         if (args.out / "checkpoint.pt").exists():
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
                 "interrupted before the first epoch finished; %s has no checkpoint: start the run again", args.out
             )
         return INTERRUPTED
-    summary = {k: metrics[k] for k in ("dataset", "backbone", "method", "seed", "best_epoch", "epochs_run")}
-    summary["test"] = {k: round(v, 4) for k, v in metrics["test"].items() if k.endswith("@20")}
-    print(json.dumps(summary))
+    from guider.engine.feedback import end_line
+
+    print(end_line(str(args.out), metrics))
     return 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-import guider
 from guider.config import RunConfig, resolve_run_config
 from guider.data import TEST, TRAIN, VALID, Dataset, load_dataset
 from guider.data.format.fingerprint import dataset_fingerprint
 from guider.data.noise import level_of
 from guider.engine.device import resolve_device
+from guider.engine.feedback import BatchBar, epoch_line
 from guider.engine.metrics import EvalResult, evaluate
 from guider.engine.optim import adam
 from guider.engine.sampling import NegativeSampler
@@ -35,6 +33,7 @@ from guider.methods import Batch, Method, NonFiniteLoss, NonFiniteWatch, method_
 from guider.models import ModelInputs, build_model
 from guider.runs.atomic import write_json, write_text
 from guider.runs.checkpoint import CHECKPOINT_NAME, CheckpointError, save_checkpoint
+from guider.runs.provenance import source, versions
 from guider.runs.run_dir import hold_run_dir, prepare_run_dir
 
 log = logging.getLogger(__name__)
@@ -137,14 +136,17 @@ class Trainer:
         n_batches = 0
         self._nonfinite = NonFiniteWatch(self.device)
         bs = self.tcfg.batch_size
-        bar = tqdm(range(0, len(order), bs), desc=f"epoch {epoch}", leave=False, disable=not self.progress)
-        for start in bar:
+        starts = range(0, len(order), bs)
+        bar = BatchBar(len(starts), epoch, self.tcfg.epochs, self.progress)
+        for start in starts:
             rows = order[start : start + bs]
             batch = self._batch(rows, users[start : start + bs], None if negs is None else negs[start : start + bs])
             logs = self._step(batch, epoch, n_batches)
             for key, value in logs.items():  # float64 sums, as Python floats summed before
                 totals[key] = totals.get(key, 0.0) + (value.double() if isinstance(value, torch.Tensor) else value)
             n_batches += 1
+            bar.step(logs.get("train_loss"))
+        bar.close()
         self._nonfinite.raise_if_seen(
             epoch, "the run stopped (lower train.lr or check the data); " + self._last_checkpoint()
         )
@@ -228,6 +230,9 @@ class Trainer:
             if (epoch + 1) % self.tcfg.eval_every == 0 or epoch + 1 == epochs:
                 row.update(self._validate(epoch))
             self.state.log_rows.append(row)
+            seconds = [r["train_seconds"] + r.get("eval_seconds", 0.0) for r in self.state.log_rows[-10:]]
+            best = (self.state.best_score, self.state.best_epoch)
+            log.info("%s", epoch_line(row, epochs, self.tcfg.valid_metric, best, seconds))
             self.state.epoch = epoch + 1
             save_checkpoint(self.run_dir, self.checkpoint_state())
             self._write_log()
@@ -262,14 +267,6 @@ class Trainer:
             self.state.best_method = copy.deepcopy(self.method.state_dict())
         else:
             self.state.bad_evals += 1
-        log.info(
-            "epoch %d valid %s=%.4f (best %.4f @ %d)",
-            epoch,
-            self.tcfg.valid_metric,
-            score,
-            self.state.best_score,
-            self.state.best_epoch,
-        )
         return {"eval_seconds": time.perf_counter() - started, **{f"valid_{k}": v for k, v in valid.items()}}
 
     def _write_log(self) -> None:
@@ -309,6 +306,7 @@ class Trainer:
             "seconds_per_epoch": self.state.train_seconds / epochs_run if epochs_run else 0.0,
             "device": str(self.device),
             "versions": versions(),
+            **source(),
             **({} if self.state.stopped_on_nan is None else {"stopped_on_nan_at_epoch": self.state.stopped_on_nan}),
             **extra,
         }
@@ -354,20 +352,6 @@ def use_run_determinism(device: torch.device) -> None:
     the same kernels): deterministic algorithms on CPU (warn-only where none exists)."""
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def versions() -> dict[str, str]:
-    import ot
-    import scipy
-
-    return {
-        "guider": guider.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "pot": ot.__version__,
-    }
 
 
 def train(

@@ -84,6 +84,8 @@ def print_counts(study, runs, remaining: bool) -> None:
     print(f"{len(runs)} trainings{left}: {len(runs) - points} study runs + {points} tuning grid points")
     counts = study.counts()
     print(f"jobs per rule ({sum(counts.values())} in all): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    for line in study.skipped_lines(short=False):
+        print(f"left out: {line}")
 
 
 def print_sizes(costs, sizes, path) -> None:

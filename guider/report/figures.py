@@ -142,6 +142,7 @@ def noise_curves(runs: pd.DataFrame, metric: str, kind: str = "add") -> plt.Figu
         ax.set_title(f"{dataset_name(dataset)} · {backbone_name(backbone)}")
         ax.set_xlabel(f"{noise_axis(kind)} ratio")
         ax.set_ylabel(f"test {metric_long_name(metric)}")
+        ax.set_ylim(bottom=0)  # from zero: the drops are compared, a zoomed axis would magnify them
         ax.grid(alpha=0.3)
     _legend_below(fig, axes[0])
     fig.suptitle(f"Robustness to {noise_axis(kind)} (mean ± std over seeds)")
@@ -273,6 +274,7 @@ def _grouped_bar_panels(runs: pd.DataFrame, metric: str, methods: list[str], tit
         ax.set_xticks(x, [backbone_name(b) for b in backbones])
         ax.set_title(dataset_name(dataset))
         ax.set_ylabel(f"test {metric_long_name(metric)}")
+        ax.set_ylim(bottom=0)  # bars compared by height start at zero
         ax.grid(axis="y", alpha=0.3)
     _legend_below(fig, axes[0], ncol=min(len(methods), 5))
     fig.suptitle(title.format(metric=metric_long_name(metric)))

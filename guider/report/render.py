@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from guider.report.labels import dataset_name, metric_name
-from guider.report.tables import DECIMALS, SEED_MARK, USER_MARK, Cell, Table
+from guider.report.tables import DECIMALS, SEED_LOSS_MARK, SEED_MARK, USER_LOSS_MARK, USER_MARK, Cell, Table
 
 _LATEX_ESCAPES = {
     "\\": r"\textbackslash{}",
@@ -19,7 +19,7 @@ _LATEX_ESCAPES = {
     "<": r"$<$",
     ">": r"$>$",
 }
-_LATEX_MARKS = {SEED_MARK: "*", USER_MARK: r"\dagger"}
+_LATEX_MARKS = {SEED_MARK: "*", USER_MARK: r"\dagger", SEED_LOSS_MARK: r"\circ", USER_LOSS_MARK: r"\ddagger"}
 
 
 def markdown(table: Table) -> str:
@@ -101,5 +101,51 @@ def _tex(text: str) -> str:
 
 
 def _tex_note(note: str) -> str:
-    escaped = _tex(note.replace(SEED_MARK + ":", "\0S:").replace(USER_MARK + ":", "\0U:"))
-    return escaped.replace("\0S:", r"$^{*}$:").replace("\0U:", r"$^{\dagger}$:")
+    escaped = _tex(note)
+    for mark, tex in _LATEX_MARKS.items():
+        escaped = escaped.replace(mark, rf"$^{{{tex}}}$")
+    return escaped
+
+
+_HTML_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { padding: 0.25em 0.6em; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
+th { border-bottom: 2px solid #444; }
+td:first-child, td:nth-child(2), th:first-child, th:nth-child(2) { text-align: left; }
+caption { caption-side: top; font-weight: bold; text-align: left; margin-bottom: 0.5em; }
+p.note { font-size: 0.85em; color: #444; max-width: 60em; }
+"""
+
+
+def html_from_markdown(markdown_text: str, title: str) -> str:
+    """A self-contained HTML page of one of the report's Markdown tables (the caption line in
+    bold, a pipe table, then notes), so the HTML report shows it as a table."""
+    import html
+
+    lines = markdown_text.splitlines()
+    caption = lines[0].strip("*") if lines and lines[0].startswith("**") else title
+    table_lines = [line for line in lines if line.startswith("|")]
+    notes = [line.strip() for line in lines[1:] if line.strip() and not line.startswith("|")]
+    rows = [_md_cells(line) for line in table_lines if not set(line) <= set("|-: ")]
+    body = [f"<caption>{_inline(html.escape(caption))}</caption>"]
+    if rows:
+        body.append("<tr>" + "".join(f"<th>{_inline(html.escape(c))}</th>" for c in rows[0]) + "</tr>")
+        body += ["<tr>" + "".join(f"<td>{_inline(html.escape(c))}</td>" for c in row) + "</tr>" for row in rows[1:]]
+    notes_html = "".join(f'<p class="note">{_inline(html.escape(n))}</p>' for n in notes)
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_HTML_STYLE}</style></head><body><table>{''.join(body)}</table>{notes_html}</body></html>\n"
+    )
+
+
+def _md_cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+
+
+def _inline(text: str) -> str:
+    """Markdown emphasis and escapes of one cell, as HTML."""
+    import re
+
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    return text.replace(r"\*", "*")

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         required=True,
         type=Path,
-        help="output stem: writes STEM.md and STEM.tex (main also STEM_significance.csv)",
+        help="output stem: writes STEM.md, STEM.tex and STEM.html (main also STEM_significance.csv)",
     )
     parser.add_argument("--metrics", nargs="+", default=DEFAULT_METRICS, help="table columns per dataset")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm correction")
@@ -55,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
         table = tables.ablation_table(runs, args.metrics)
     if args.note:
         table.notes.append(args.note)
-    write_text(Path(f"{args.out}.md"), render.markdown(table))
+    text = render.markdown(table)
+    write_text(Path(f"{args.out}.md"), text)
     write_text(Path(f"{args.out}.tex"), render.latex(table, label=f"tab:{args.kind}"))
-    print(f"{args.kind} table -> {args.out}.md, {args.out}.tex")
+    write_text(Path(f"{args.out}.html"), render.html_from_markdown(text, f"{args.kind} table"))
+    print(f"{args.kind} table -> {args.out}.md, {args.out}.tex, {args.out}.html")
     return 0

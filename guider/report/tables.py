@@ -33,8 +33,10 @@ from guider.report.labels import (
 )
 from guider.report.runs import BASE_DATA, kind_rank
 
-SEED_MARK = "*"
-USER_MARK = "†"
+SEED_MARK = "*"  # significantly better than plain: paired t-test over seeds
+USER_MARK = "†"  # significantly better than plain: per-user Wilcoxon signed-rank test
+SEED_LOSS_MARK = "°"  # significantly worse than plain: the seed test
+USER_LOSS_MARK = "‡"  # significantly worse than plain: the per-user test
 DECIMALS = 4
 PerUserLoader = Callable[[str], pd.DataFrame]
 
@@ -130,6 +132,8 @@ def compare(
         "metric": metric,
         "n_seeds": len(seeds),
         "n_users": len(users),
+        "diff_seeds": float((t_seeds[seeds] - b_seeds[seeds]).mean()),  # the direction of each test
+        "diff_users": float((t_users[users] - b_users[users]).mean()),
         "p_seeds": stats.paired_ttest(t_seeds[seeds].to_numpy(), b_seeds[seeds].to_numpy()),
         "p_users": stats.wilcoxon(t_users[users].to_numpy(), b_users[users].to_numpy()),
     }
@@ -148,7 +152,8 @@ def significance(
         for backbone in _backbones(runs):
             if _has(runs, dataset, backbone, treatment) and _has(runs, dataset, backbone, baseline):
                 rows += [compare(runs, dataset, backbone, m, treatment, baseline, load) for m in metrics]
-    table = pd.DataFrame(rows, columns=["dataset", "backbone", "metric", "n_seeds", "n_users", "p_seeds", "p_users"])
+    columns = ["dataset", "backbone", "metric", "n_seeds", "n_users", "diff_seeds", "diff_users", "p_seeds", "p_users"]
+    table = pd.DataFrame(rows, columns=columns)
     table["p_seeds_holm"] = stats.holm(table["p_seeds"].to_numpy()) if len(table) else []
     table["p_users_holm"] = stats.holm(table["p_users"].to_numpy()) if len(table) else []
     return table
@@ -173,8 +178,9 @@ def main_table(
         groups=datasets,
         metrics=list(metrics),
         notes=[
-            f"{SEED_MARK}: p < {alpha} in a paired t-test over seeds; {USER_MARK}: p < {alpha} in a per-user "
-            f"Wilcoxon signed-rank test; both Holm-corrected over the {len(tests)} comparisons of this table.",
+            f"{SEED_MARK} / {USER_MARK}: significantly better than plain, {SEED_LOSS_MARK} / {USER_LOSS_MARK}: "
+            f"significantly worse (p < {alpha} in a paired t-test over seeds / a per-user Wilcoxon signed-rank "
+            f"test, Holm-corrected over the {len(tests)} comparisons of this table).",
             "Improv.: relative improvement of the mean. Bold: best mean per column.",
         ],
     )
@@ -290,8 +296,31 @@ def _add_marks(row: Row, table: Table, tests: pd.DataFrame, alpha: float) -> Non
         test = tests[(tests["dataset"] == dataset) & (tests["metric"] == metric)]
         if cell is None or test.empty:
             continue
-        seeds_p, users_p = test["p_seeds_holm"].iloc[0], test["p_users_holm"].iloc[0]
-        cell.marks = (SEED_MARK if seeds_p < alpha else "") + (USER_MARK if users_p < alpha else "")
+        cell.marks = significance_marks(test.iloc[0], alpha)
+
+
+def significance_marks(test: pd.Series, alpha: float) -> str:
+    """The marks of one comparison: a gain's (* seeds, † users) or a loss's (° seeds, ‡ users)."""
+    marks = ""
+    for p, diff, gain, loss in (
+        (test["p_seeds_holm"], test["diff_seeds"], SEED_MARK, SEED_LOSS_MARK),
+        (test["p_users_holm"], test["diff_users"], USER_MARK, USER_LOSS_MARK),
+    ):
+        if p < alpha and diff != 0:
+            marks += gain if diff > 0 else loss
+    return marks
+
+
+def direction(test: pd.Series, alpha: float) -> str:
+    """'gain', 'loss' or 'tie' (no significant difference) of one comparison: significant when
+    either test is (after Holm); the tests' directions agree in every case we have seen, and a
+    disagreement counts as a tie."""
+    signs = {
+        1 if diff > 0 else -1
+        for p, diff in ((test["p_seeds_holm"], test["diff_seeds"]), (test["p_users_holm"], test["diff_users"]))
+        if p < alpha and diff != 0
+    }
+    return {frozenset({1}): "gain", frozenset({-1}): "loss"}.get(frozenset(signs), "tie")
 
 
 def _improvement(plain: Cell | None, guided: Cell | None) -> str | None:

@@ -9,16 +9,18 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--records", nargs="+", required=True, type=Path, help="tuning records (results/tuning/...)")
-    parser.add_argument("--out", required=True, type=Path, help="output stem: writes STEM.md and STEM.tex")
+    parser.add_argument("--out", required=True, type=Path, help="output stem: writes STEM.md, STEM.tex and STEM.html")
 
 
 def run(args: argparse.Namespace) -> int:
-    from guider.report import tuning_table
+    from guider.report import render, tuning_table
     from guider.runs.atomic import write_text
     from guider.tuning import read_record
 
     records = [read_record(path) for path in args.records]
-    write_text(Path(f"{args.out}.md"), tuning_table.markdown(records))
+    text = tuning_table.markdown(records)
+    write_text(Path(f"{args.out}.md"), text)
     write_text(Path(f"{args.out}.tex"), tuning_table.latex(records))
-    print(f"tuning table -> {args.out}.md, {args.out}.tex")
+    write_text(Path(f"{args.out}.html"), render.html_from_markdown(text, "tuning table"))
+    print(f"tuning table -> {args.out}.md, {args.out}.tex, {args.out}.html")
     return 0

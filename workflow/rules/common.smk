@@ -38,6 +38,7 @@ try:
     STUDY = Study(config)
 except (StudyError, ValueError) as err:
     raise WorkflowError(str(err)) from None
+config.update(STUDY.config)  # the defaults filled in, for the report's templates (snakemake.config)
 for _line in STUDY.skipped_lines():
     logger.info(f"guider: {_line}")
 DATASETS = STUDY.datasets

@@ -29,8 +29,9 @@ rule main_table:
         runs="results/summary/runs.csv",
         per_user=run_files("per_user_test.csv"),
     output:
-        md="results/tables/main.md",
+        md=report("results/tables/main.md", caption="../report/tables.rst", category="Tables (Markdown)"),
         tex="results/tables/main.tex",
+        html=report("results/tables/main.html", caption="../report/tables.rst", category="Tables"),
         tests=report("results/tables/main_significance.csv", caption="../report/significance.rst", category="Tables"),
     log:
         "results/logs/report/main_table.log",
@@ -53,8 +54,9 @@ rule ablation_table:
     input:
         runs="results/summary/runs.csv",
     output:
-        md="results/tables/ablation.md",
+        md=report("results/tables/ablation.md", caption="../report/tables.rst", category="Tables (Markdown)"),
         tex="results/tables/ablation.tex",
+        html=report("results/tables/ablation.html", caption="../report/tables.rst", category="Tables"),
     log:
         "results/logs/report/ablation_table.log",
     localrule: True
@@ -74,8 +76,9 @@ rule baselines_table:
     input:
         runs="results/summary/runs.csv",
     output:
-        md="results/tables/baselines.md",
+        md=report("results/tables/baselines.md", caption="../report/tables.rst", category="Tables (Markdown)"),
         tex="results/tables/baselines.tex",
+        html=report("results/tables/baselines.html", caption="../report/tables.rst", category="Tables"),
     log:
         "results/logs/report/baselines_table.log",
     localrule: True
@@ -95,8 +98,9 @@ rule robustness_table:
     input:
         runs="results/summary/runs.csv",
     output:
-        md=report("results/tables/robustness.md", caption="../report/robustness.rst", category="Tables"),
+        md=report("results/tables/robustness.md", caption="../report/robustness.rst", category="Tables (Markdown)"),
         tex="results/tables/robustness.tex",
+        html=report("results/tables/robustness.html", caption="../report/robustness.rst", category="Tables"),
     log:
         "results/logs/report/robustness_table.log",
     localrule: True
@@ -116,8 +120,9 @@ rule tuning_table:
     input:
         records=[STUDY.tuning_record(*key) for key in STUDY.tuning_keys()],
     output:
-        md=report("results/tables/tuning.md", caption="../report/tuning.rst", category="Tables"),
+        md=report("results/tables/tuning.md", caption="../report/tuning.rst", category="Tables (Markdown)"),
         tex="results/tables/tuning.tex",
+        html=report("results/tables/tuning.html", caption="../report/tuning.rst", category="Tables"),
     log:
         "results/logs/report/tuning_table.log",
     localrule: True
@@ -129,6 +134,32 @@ rule tuning_table:
         stem=lambda wildcards, output: os.path.splitext(output.md)[0],
     shell:
         "guider report tuning --records {input.records:q} --out {params.stem:q} > {log:q} 2>&1"
+
+
+# The report's first page (workflow/report/workflow.rst includes it) and the README's table:
+# GUIDER vs plain per dataset and backbone, with the direction and significance.
+rule headline:
+    input:
+        runs="results/summary/runs.csv",
+        tests="results/tables/main_significance.csv",
+    output:
+        rst="results/report/headline.rst",
+        md="results/report/headline.md",
+    log:
+        "results/logs/report/headline.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    resources:
+        **job_resources("report"),
+    params:
+        stem=lambda wildcards, output: os.path.splitext(output.rst)[0],
+        metric=FIGURE_METRIC,
+        alpha=STUDY.config["report"]["alpha"],
+        note=STUDY.note_args(),
+    shell:
+        "guider report headline --runs {input.runs:q} --tests {input.tests:q} --out {params.stem:q} "
+        "--metric {params.metric:q} --alpha {params.alpha:q} {params.note:q} > {log:q} 2>&1"
 
 
 rule headline_metrics:

@@ -1,0 +1,84 @@
+"""The report's first page: did GUIDER help, where, and how sure.
+
+From runs.csv and the main table's significance tests (main_significance.csv): per dataset
+and backbone, the plain and GUIDER means of one metric, the relative change, and the verdict
+of the two tests (a significant gain, a significant loss, or no significant difference:
+either test after Holm's correction, guider.report.tables.direction), with the counts of each
+over the whole table. Written as reStructuredText, which the HTML report shows on its landing
+page (workflow/report/workflow.rst includes it), and as Markdown for the README.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from guider.report.labels import backbone_name, dataset_name, learn, metric_long_name
+from guider.report.tables import direction, seed_values
+
+VERDICTS = {"gain": "significant gain", "loss": "significant loss", "tie": "no significant difference"}
+
+
+def headline_rows(runs: pd.DataFrame, tests: pd.DataFrame, metric: str, alpha: float) -> pd.DataFrame:
+    """One row per (dataset, backbone) compared on `metric`: means, change, p-values, verdict."""
+    learn(runs)
+    rows = []
+    for test in tests[tests["metric"] == metric].itertuples(index=False):
+        plain = seed_values(runs, test.dataset, test.backbone, "none", metric).mean()
+        guided = seed_values(runs, test.dataset, test.backbone, "paper", metric).mean()
+        rows.append(
+            {
+                "dataset": dataset_name(test.dataset),
+                "backbone": backbone_name(test.backbone),
+                "plain": plain,
+                "guider": guided,
+                "change": (guided - plain) / plain if plain else float("nan"),
+                "p_seeds": test.p_seeds_holm,
+                "p_users": test.p_users_holm,
+                "verdict": direction(pd.Series(test._asdict()), alpha),
+            }
+        )
+    if not rows:
+        raise ValueError(f"no plain vs GUIDER comparison on {metric} in the significance tests")
+    return pd.DataFrame(rows)
+
+
+def summary_sentence(rows: pd.DataFrame, metric: str, alpha: float, n_seeds: int) -> str:
+    counts = rows["verdict"].value_counts()
+    return (
+        f"GUIDER vs the plain backbones on test {metric_long_name(metric)} ({n_seeds} seeds): "
+        f"{counts.get('gain', 0)} significant gains, {counts.get('loss', 0)} significant losses, "
+        f"{counts.get('tie', 0)} without a significant difference, out of {len(rows)} comparisons "
+        f"(paired t-test over seeds or per-user Wilcoxon test, Holm-corrected, alpha {alpha})."
+    )
+
+
+def _cells(row) -> list[str]:
+    p = f"{_p(row.p_seeds)} / {_p(row.p_users)}"
+    return [row.dataset, row.backbone, f"{row.plain:.4f}", f"{row.guider:.4f}", f"{row.change:+.1%}", p,
+            VERDICTS[row.verdict]]  # fmt: skip
+
+
+HEADER = ["dataset", "backbone", "plain", "+GUIDER", "change", "p (seeds / users, Holm)", "verdict"]
+
+
+def rst(rows: pd.DataFrame, sentence: str, note: str | None = None) -> str:
+    """The landing page's section: the sentence and a list-table."""
+    lines = ["The answer", "----------", "", sentence, ""]
+    lines += [f"*{note}*", ""] if note else []
+    lines += [".. list-table::", "   :header-rows: 1", ""]
+    for cells in [HEADER] + [_cells(row) for row in rows.itertuples(index=False)]:
+        lines.append(f"   * - {cells[0]}")
+        lines += [f"     - {cell}" for cell in cells[1:]]
+    return "\n".join(lines) + "\n"
+
+
+def markdown(rows: pd.DataFrame, sentence: str) -> str:
+    lines = [sentence, "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * 2 + "---:|" * 4 + "---|"]
+    lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def _p(value: float) -> str:
+    if value != value:
+        return "n/a"
+    return f"{value:.2g}" if value >= 0.001 else "<0.001"
