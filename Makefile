@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install lint format test test-fast test-slurm demo bench clean-demo
+.PHONY: install lint format test test-fast test-slurm demo bench clean-demo after-pull
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,3 +51,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_epoch.py
+
+## after `dvc pull` in a fresh clone: mark the pulled outputs of params.yaml's config up to date
+after-pull: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" scripts/after_pull.sh

@@ -654,3 +654,62 @@ def test_report_cli_end_to_end(study, tmp_path):
         )
         == 2
     )
+
+
+def _per_user(value: float) -> pd.DataFrame:
+    users = np.arange(40)
+    return pd.DataFrame({"userID": users, **{k: x + 0.002 * (users - 19.5) for k, x in metric_values(value).items()}})
+
+
+def _significant_pair(tmp_path, plain_values, guided_values):
+    """Four seeds of bpr plain vs GUIDER with varied differences, per-user files following the seeds."""
+    paths = []
+    for seed, (p, g) in enumerate(zip(plain_values, guided_values)):
+        paths.append(write_run(tmp_path, "baby", "base", "bpr", "none", seed, metric_values(p), _per_user(p)))
+        paths.append(write_run(tmp_path, "baby", "base", "bpr", "paper", seed, metric_values(g), _per_user(g)))
+    return collect_runs(paths)
+
+
+def test_a_significant_loss_is_not_marked_like_a_gain(tmp_path):
+    """The probe's case: GUIDER significantly below plain got the gain's mark."""
+    loss = _significant_pair(tmp_path / "loss", [0.060, 0.061, 0.0605, 0.0612], [0.050, 0.052, 0.049, 0.051])
+    table, tests = tables.main_table(loss, ["recall@20"])
+    marks = table.rows[1].cells[0].marks
+    assert marks and set(marks) <= {tables.SEED_LOSS_MARK, tables.USER_LOSS_MARK} and "*" not in marks
+    assert tests["diff_seeds"].iloc[0] < 0 and tables.direction(tests.iloc[0], 0.05) == "loss"
+    gain = _significant_pair(tmp_path / "gain", [0.050, 0.052, 0.049, 0.051], [0.060, 0.061, 0.0605, 0.0612])
+    table, tests = tables.main_table(gain, ["recall@20"])
+    assert set(table.rows[1].cells[0].marks) <= {tables.SEED_MARK, tables.USER_MARK}
+    assert tables.direction(tests.iloc[0], 0.05) == "gain"
+    notes = render.markdown(table)
+    assert "significantly better than plain" in notes and "significantly worse" in notes
+    assert r"$^{\circ}$" in render.latex(tables.main_table(loss, ["recall@20"])[0], "tab:x")
+
+
+def test_the_headline_counts_gains_losses_and_ties(study, tmp_path):
+    from guider.report import headline
+
+    runs, _ = study
+    _, tests = tables.main_table(runs, METRICS)
+    rows = headline.headline_rows(runs, tests, "recall@20", 0.05)
+    assert len(rows) == 4 and set(rows["verdict"]) <= {"gain", "loss", "tie"}
+    bpr = rows[(rows.dataset == "Baby") & (rows.backbone == "BPR")].iloc[0]
+    assert bpr["plain"] == pytest.approx(0.051) and bpr["guider"] == pytest.approx(0.056)
+    assert bpr["change"] == pytest.approx(0.005 / 0.051) and bpr["verdict"] == "gain"  # the per-user test
+    sentence = headline.summary_sentence(rows, "recall@20", 0.05, 3)
+    counts = rows["verdict"].value_counts()
+    assert f"{counts.get('gain', 0)} significant gains, {counts.get('loss', 0)} significant losses" in sentence
+    text = headline.rst(rows, sentence, "a note")
+    assert text.startswith("The answer\n") and ".. list-table::" in text and "BPR" in text
+    from docutils.core import publish_parts
+
+    html = publish_parts(text, writer_name="html")["html_body"]
+    assert "<table" in html and "significant gain" in html  # valid reStructuredText, rendered as a table
+
+
+def test_tables_are_also_html_pages(study, tmp_path):
+    runs, _ = study
+    table, _ = tables.main_table(runs, METRICS)
+    page = render.html_from_markdown(render.markdown(table), "main table")
+    assert page.startswith("<!DOCTYPE html>") and page.count("<tr>") == 1 + len(table.rows)
+    assert "<b>" in page and "<caption>" in page and "significantly better" in page

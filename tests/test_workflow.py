@@ -437,6 +437,14 @@ def test_slurm_profile_dry_run(tmp_path):
     assert f"threads: {config['threads']}" in train
     for resource in (f"mem_mb={config['mem_mb']}", f"runtime={config['runtime']}", "gpu=1", "slurm_partition=gpu"):
         assert resource in train
+    gpu_rules = set()
+    for block in text.split("\n\n"):
+        rule = re.search(r"^rule (\w+):", block, re.M)
+        resources = re.search(r"^\s+resources: (.*)$", block, re.M)
+        if rule and resources and "gpu=1" in resources.group(1):
+            gpu_rules.add(rule.group(1))
+            assert "slurm_partition=gpu" in resources.group(1), f"rule {rule.group(1)} requests a GPU, no GPU partition"
+    assert {"train", "tune_point", "text_features", "image_features"} <= gpu_rules
 
 
 # --- end to end ----------------------------------------------------------------------
