@@ -1,4 +1,4 @@
-"""Shared fixtures: small random datasets built in memory (tests never read ../shared)."""
+"""Shared fixtures: small random datasets built in memory (tests read no data outside the repository)."""
 
 from __future__ import annotations
 

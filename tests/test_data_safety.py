@@ -172,7 +172,7 @@ def test_lattice_rejects_bool_or_float_ids_and_empty_splits(tmp_path, train, val
 
 # --- what MMRec accepts ---------------------------------------------------------------
 def test_mmrec_three_column_folder_imports_trains_and_takes_noise(tmp_path, capsys):
-    """MMRec's loader reads userID itemID x_label only, as ../shared/data/*-mmrec ship it."""
+    """MMRec's loader reads userID itemID x_label only, as MMRec's shared-drive folders ship it."""
     src = mmrec_folder(tmp_path / "sports", three_columns())
     out = tmp_path / "imported"
     assert cli(["data", "import", "--format", "mmrec", str(src), "--out", str(out)]) == 0

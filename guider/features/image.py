@@ -1,4 +1,4 @@
-"""Image features from ImageNet CNNs (protocol.md, Processing step 5, "re-extraction").
+"""Image features from ImageNet CNNs (docs/specification.md, Protocol, Processing step 5, "re-extraction").
 
 Models (pooled penultimate layer unless noted):
 - "efficientnet_lite0" (1280-d), the offline default. Its ImageNet weights come from the

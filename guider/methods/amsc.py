@@ -1,5 +1,5 @@
 """AMSC (Adaptive Modality Similarity Calibration): split each user's train interactions
-into a *true* and a *false* (likely noisy) set from item content (guider-method.md, sec. 1).
+into a *true* and a *false* (likely noisy) set from item content (specification, Method §1).
 
 Pieces, all computed without any dense |I| x |I| matrix:
 - cross-modal confidence S_conf(i) = Jaccard overlap of item i's top-k neighbour sets in
@@ -49,7 +49,7 @@ CONFIDENCE_FORMS = ("rank", "raw")
 
 @dataclass(frozen=True)
 class AMSCConfig(Section):
-    """The `amsc` section (guider-method.md sec. 1; every default is the specification's)."""
+    """The `amsc` section (specification, Method §1; every default is the specification's)."""
 
     knn_k: int = setting(10, ge=1)  # paper: top-k of the cross-modal confidence
     text_weight: float = setting(0.5, ge=0, le=1)  # paper: a in S_modal = a S_text + (1 - a) S_vision

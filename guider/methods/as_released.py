@@ -1,6 +1,6 @@
 """`as_released`: what the authors' public code (Neon-Jing/Guider at 5aaf514, built on
 MMRec) does, reproduced behaviour by behaviour so it can be run side by side with `paper`
-(guider-method.md sec. 6). Each quirk is covered by tests/test_as_released.py; the file
+(specification, Method §6). Each quirk is covered by tests/test_as_released.py; the file
 and line each follows are in docs/method.md.
 
 1. Teacher: a FREEDOM copy (frozen kNN item graph from raw features, 0.1 image + 0.9

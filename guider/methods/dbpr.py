@@ -22,7 +22,7 @@ from guider.models.base import Embeddings, Recommender
 
 @dataclass(frozen=True)
 class DBPRConfig(Section):
-    """The `dbpr` section (guider-method.md sec. 2)."""
+    """The `dbpr` section (specification, Method §2)."""
 
     false_weight: float = setting(0.5, ge=0)  # paper: m = false_weight x w(u, i) for false rows (0 drops them)
 

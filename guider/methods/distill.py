@@ -55,7 +55,7 @@ KD_BALANCES = ("fixed", "mgda")
 
 @dataclass(frozen=True)
 class KDConfig(Section):
-    """The `kd` section (guider-method.md sec. 3; our choices where it is silent: docs/method.md)."""
+    """The `kd` section (specification, Method §3; our choices where it is silent: docs/method.md)."""
 
     loss: str = setting("ot", choices=KD_LOSSES)  # paper: optimal transport (kl: the kl_kd ablation)
     weight: float = setting(0.1, ge=0)  # paper: L = L_backbone + weight x L_KD (0: no KD)

@@ -1,6 +1,6 @@
 """GUIDER as a training objective: AMSC -> DBPR teacher -> OT-guided student, in sync.
 
-Per student batch (guider-method.md sec. 4): one teacher step on the batch (DBPR with
+Per student batch (specification, Method §4): one teacher step on the batch (DBPR with
 AMSC's weights), then the student loss = backbone loss + kd.weight x L_KD against the
 *updated*, detached teacher. The student's forward pass (`propagate`) runs once and is
 shared by its backbone loss and its KD scores. Variants (sec. 5) are subclasses that only

@@ -36,7 +36,7 @@ def mixed_seed(seed: int, *parts: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class TeacherConfig(Section):
-    """The `teacher` section of GUIDER (guider-method.md sec. 2)."""
+    """The `teacher` section of GUIDER (specification, Method §2)."""
 
     backbone: str = setting("lightgcn")  # paper: an ID recommender, LightGCN by default
     lr: float = setting(0.001, gt=0)  # ours: the teacher's own Adam, at MMRec's learning rate

@@ -1,4 +1,4 @@
-"""Significance of "with vs without GUIDER" (protocol.md, "Evaluation").
+"""Significance of "with vs without GUIDER" (docs/specification.md, Protocol, "Evaluation").
 
 Two tests per comparison, each Holm-corrected over the comparisons of one table:
 - over seeds: a paired t-test on the per-seed means (seed k of one method against

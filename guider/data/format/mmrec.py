@@ -1,4 +1,4 @@
-"""Read and write the MMRec-compatible dataset folder (protocol.md, "On-disk dataset format").
+"""Read and write the MMRec-compatible dataset folder (docs/specification.md, Protocol, "On-disk dataset format").
 
 Layout: `<name>.inter` (tab-separated, header `userID itemID x_label` plus, as the suite
 writes them, `rating timestamp` and extra columns such as `is_noise`), `text_feat.npy`,

@@ -4,7 +4,7 @@ Reads resources/NAME/ (what `guider data download NAME` fetched, or files placed
 hand), applies the protocol (cleaning, k-core, re-indexing, seeded split), and writes
 `<NAME>.inter`, the id maps, `item_content.csv` (+ images/) and `dataset.json` with the
 provenance (sha256 of every input) and the statistics, which are printed next to
-protocol.md's table.
+the published statistics.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from guider.data.sources.prepared import ItemContent, write_prepared
 from guider.data.sources.preprocess import Interactions
 
 log = logging.getLogger(__name__)
-APPROXIMATE_TOLERANCE = 0.05  # relative, for the statistics protocol.md gives as "~"
+APPROXIMATE_TOLERANCE = 0.05  # relative, for the statistics docs/specification.md gives as "~"
 OPTIONAL_ROLES = {"image_features"}
 
 
@@ -34,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="dataset folder to write (default: results/data/NAME)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the per-user split")
     parser.add_argument("--k-core", type=int, help="override the registry's k-core (protocol: 5)")
-    parser.add_argument("--strict", action="store_true", help="fail when the statistics differ from protocol.md's")
+    parser.add_argument(
+        "--strict", action="store_true", help="fail when the statistics differ from the specification's"
+    )
     parser.add_argument("--registry", type=Path, help="dataset registry YAML (default: guider/data/datasets.yaml)")
 
 
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     print_statistics(spec, stats, check, out)
     if args.strict and not check["match"]:
         raise ValueError(
-            f"{spec.name}: statistics differ from protocol.md's table ({check['differences']}); nothing written"
+            f"{spec.name}: statistics differ from the published statistics ({check['differences']}); nothing written"
         )
     meta = dataset_meta(spec, folder, inputs, interactions, content, k=k, seed=args.seed, check=check)
     write_prepared(out, spec.name, interactions, content, meta)
@@ -112,7 +114,7 @@ def dataset_meta(
 
 
 def compare_statistics(stats: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
-    """Users/items/interactions against protocol.md's table (exact, or within 5% when approximate)."""
+    """Users/items/interactions against the published statistics (exact, or within 5% when approximate)."""
     approximate = bool(expected.get("approximate"))
     differences = {}
     for key in ("users", "items", "interactions"):
@@ -135,8 +137,8 @@ def print_statistics(spec: DatasetSpec, stats: dict[str, Any], check: dict[str, 
     want = spec.expected
     tilde = "~" if want.get("approximate") else ""
     print(
-        f"  protocol.md: users {tilde}{want.get('users', 0):,}  items {tilde}{want.get('items', 0):,}  "
+        f"  the specification: users {tilde}{want.get('users', 0):,}  items {tilde}{want.get('items', 0):,}  "
         f"interactions {tilde}{want.get('interactions', 0):,}  -> {'match' if check['match'] else 'DIFFERENT'}"
     )
     if not check["match"]:
-        log.warning("%s: statistics differ from protocol.md's table: %s", spec.name, check["differences"])
+        log.warning("%s: statistics differ from the published statistics: %s", spec.name, check["differences"])

@@ -1,4 +1,4 @@
-"""The protocol's interaction processing, shared by every real dataset (protocol.md, steps 1-4).
+"""The protocol's interaction processing, shared by every real dataset (docs/specification.md, Protocol, steps 1-4).
 
 1. drop rows with a missing user, item or timestamp and duplicate (user, item, timestamp);
 2. iterative k-core: every round removes, at once, the rows of all users and all items

@@ -1,4 +1,4 @@
-"""The protocol's seeded per-user train/valid/test split (protocol.md, Processing step 4).
+"""The protocol's seeded per-user train/valid/test split (docs/specification.md, Protocol, Processing step 4).
 
 Each user's interactions are shuffled, then: users with n < 10 interactions get n-2
 train, 1 valid, 1 test; the others get int(0.2 n) evaluation rows, of which half

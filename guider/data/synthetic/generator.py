@@ -1,6 +1,6 @@
 """The embedded synthetic dataset: a small multimodal catalogue with known structure.
 
-`make_synthetic` writes an MMRec-compatible folder (protocol.md, "On-disk dataset
+`make_synthetic` writes an MMRec-compatible folder (docs/specification.md, Protocol, "On-disk dataset
 format") plus the raw content the feature pipeline reads from any dataset:
 
     synthetic.inter        userID itemID rating timestamp x_label is_noise
