@@ -1,11 +1,13 @@
 """The report's first page: did GUIDER help, where, and how sure.
 
 From runs.csv and the main table's significance tests (main_significance.csv): per dataset
-and backbone, the plain and GUIDER means of one metric, the relative change, and the verdict
-of the two tests (a significant gain, a significant loss, or no significant difference:
-either test after Holm's correction, guider.report.tables.direction), with the counts of each
-over the whole table. Written as reStructuredText, which the HTML report shows on its landing
-page (workflow/report/workflow.rst includes it), and as Markdown for the README.
+and backbone, the plain and GUIDER means of one metric, the relative change, GUIDER's
+teacher on the same metric, AMSC's lift over a random detector on the data's noise labels
+(where the data has them), and the verdict of the two tests (a significant gain, a
+significant loss, or no significant difference: either test after Holm's correction,
+guider.report.tables.direction), with the counts of each over the whole table. Written as
+reStructuredText, which the HTML report shows on its landing page (workflow/report/workflow.rst
+includes it), and as Markdown for the README.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def headline_rows(runs: pd.DataFrame, tests: pd.DataFrame, metric: str, alpha: f
                 "p_seeds": test.p_seeds_holm,
                 "p_users": test.p_users_holm,
                 "verdict": direction(pd.Series(test._asdict()), alpha),
+                **_teacher_and_detection(runs, test.dataset, test.backbone, metric),
             }
         )
     if not rows:
@@ -52,13 +55,31 @@ def summary_sentence(rows: pd.DataFrame, metric: str, alpha: float, n_seeds: int
     )
 
 
+def _teacher_and_detection(runs: pd.DataFrame, dataset: str, backbone: str, metric: str) -> dict[str, float]:
+    """GUIDER's teacher on `metric` and AMSC's lift on the data's noise labels (means over the
+    GUIDER runs' seeds; NaN where the runs record none)."""
+    guided = runs[(runs["data"] == "base") & (runs["dataset"] == dataset) & (runs["backbone"] == backbone)]
+    guided = guided[guided["method"] == "paper"]
+
+    def mean(column: str) -> float:
+        return float(guided[column].mean()) if column in guided.columns else float("nan")
+
+    return {"teacher": mean(f"teacher.test.{metric}"), "lift": mean("detect.injected_noise.lift")}
+
+
 def _cells(row) -> list[str]:
     p = f"{_p(row.p_seeds)} / {_p(row.p_users)}"
+    extra = [_maybe(row.teacher, "{:.4f}"), _maybe(row.lift, "{:.2f}x")]
     return [row.dataset, row.backbone, f"{row.plain:.4f}", f"{row.guider:.4f}", f"{row.change:+.1%}", p,
-            VERDICTS[row.verdict]]  # fmt: skip
+            VERDICTS[row.verdict], *extra]  # fmt: skip
 
 
-HEADER = ["dataset", "backbone", "plain", "+GUIDER", "change", "p (seeds / users, Holm)", "verdict"]
+def _maybe(value: float, form: str) -> str:
+    return "n/a" if value != value else form.format(value)
+
+
+HEADER = ["dataset", "backbone", "plain", "+GUIDER", "change", "p (seeds / users, Holm)", "verdict", "teacher",
+          "AMSC lift"]  # fmt: skip
 
 
 def rst(rows: pd.DataFrame, sentence: str, note: str | None = None) -> str:
@@ -73,7 +94,7 @@ def rst(rows: pd.DataFrame, sentence: str, note: str | None = None) -> str:
 
 
 def markdown(rows: pd.DataFrame, sentence: str) -> str:
-    lines = [sentence, "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * 2 + "---:|" * 4 + "---|"]
+    lines = [sentence, "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * 2 + "---:|" * 4 + "---|" + "---:|" * 2]
     lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 

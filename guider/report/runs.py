@@ -58,6 +58,9 @@ def read_run(metrics_path: str | Path) -> dict:
     for split in ("valid", "test"):
         row.update({f"{split}.{name}": float(value) for name, value in metrics[split].items()})
     row.update({f"detect.{name}": value for name, value in _detection(metrics, metrics_path).items()})
+    teacher = metrics.get("teacher")  # a GUIDER run's teacher, evaluated like the student
+    if isinstance(teacher, dict):
+        row.update({f"teacher.{name}": value for name, value in _flat_numbers(teacher).items()})
     return row
 
 
