@@ -323,7 +323,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for backbone in backbones:
             r = bench_backbone(ds, backbone, args, Path(tmp))
-            costs += cost_rows(backbone, args, r)
+            costs += cost_rows(backbone, args, r, ds)
             rest = 1.0 - sum(r.get(k, 0) for k in ("amsc", "teacher", "candidates", "ot"))
             ratios[backbone] = r["ratio"]
             before = f" {r['before_ratio']:6.2f} {r['before_kd_share']:6.0%}" if args.before else ""
@@ -342,8 +342,9 @@ def main(argv=None) -> int:
     return 0
 
 
-def cost_rows(backbone: str, args, r: dict) -> list[dict]:
-    """The two rows of `guider plan`'s cost table for one backbone: plain and the method."""
+def cost_rows(backbone: str, args, r: dict, ds) -> list[dict]:
+    """The two rows of `guider plan`'s cost table for one backbone: plain and the method, with
+    the size of the data they were measured on (the plan scales by it)."""
     device = "cuda" if torch.cuda.is_available() else f"cpu ({args.threads} threads)"
     return [
         {
@@ -352,6 +353,9 @@ def cost_rows(backbone: str, args, r: dict) -> list[dict]:
             "device": device,
             "seconds_per_epoch": seconds,
             "seconds_per_eval": r["eval"],
+            "users": ds.n_users,
+            "items": ds.n_items,
+            "train_rows": len(ds.split(0)[0]),
         }
         for method, seconds in (("none", r["plain"]), (args.method, r["guided"]))
     ]

@@ -1,16 +1,22 @@
-"""How well AMSC's signals separate injected noise, from one finished GUIDER run.
+"""How well AMSC's signals separate the noisy interactions, from one finished GUIDER run.
 
     python scripts/amsc_diagnostics.py --run RUN_DIR --data DATA_DIR [--knn-k 10,30,100]
 
 The run's teacher (its checkpoint's, i.e. the last epoch's) supplies S_rec. For each
-knn_k, AMSC is recalibrated three ways, all with the run's other AMSC settings:
-- content:    S_rec neutral (the warm-up calibration: content similarity only);
-- calibrated: the specified mix c S_modal + (1 - c) S_rec with the teacher;
-- teacher:    S_conf forced to 0, i.e. S = S_rec alone.
+knn_k, AMSC is recalibrated with the run's other AMSC settings, these ways:
+- content:      S_rec neutral (the warm-up calibration: content similarity only);
+- rank, raw:    the specified mix c S_modal + (1 - c) S_rec with the teacher, the confidence
+                weight r from S_conf's rank (the default) or S_conf itself (0.3's form);
+- centred:      the rank mix with each similarity's mean over the users' pairs removed first
+                (c (S_modal - m_modal) + (1 - c) (S_rec - m_rec)): not the specification,
+                shown because the level of S_modal is what lets the confidence decide
+                (docs/method.md, "AMSC that lets content decide");
+- teacher:      the weight forced to 0, i.e. S = S_rec alone.
 For each it prints the false set's precision, recall and lift against the dataset's
-`is_noise` labels and the ranking AUC of -z (how well the within-user scores order noisy
-rows before clean ones, independent of tau and the cap). Train labels only: nothing here
-reads valid or test.
+`is_noise` labels, and, on a noisy copy, against its noise kind's labels (for `modality`: the
+interactions of the swapped items), with the ranking AUC of -z (how well the within-user
+scores order noisy rows before clean ones, independent of tau and the cap). Train labels
+only: nothing here reads valid or test.
 """
 
 from __future__ import annotations
@@ -21,13 +27,16 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from guider.config import rebuild_run_config
 from guider.data import load_dataset
 from guider.data.format.fingerprint import dataset_fingerprint
+from guider.data.noise import NO_NOISE, level_of, noise_kind
 from guider.engine.trainer import Trainer
-from guider.methods.amsc import AMSC
+from guider.methods import amsc as amsc_module
+from guider.methods.amsc import AMSC, Calibration
 from guider.methods.detection import precision_recall_f1, ranking_auc
 from guider.runs.checkpoint import CHECKPOINT_NAME, read_checkpoint
 
@@ -55,27 +64,58 @@ def load_method(run: Path, ds):
     return method
 
 
-def report(name: str, calibration, labels) -> str:
-    scores = precision_recall_f1(calibration.false_mask.cpu().numpy(), labels)
-    auc = ranking_auc(-calibration.z.cpu().numpy(), labels)
-    return (
-        f"{name:11s} false {scores['predicted'] / scores['total']:6.1%}  precision {scores['precision']:.3f}  "
-        f"recall {scores['recall']:.3f}  lift {scores['lift']:.2f}  AUC(-z) {auc:.3f}"
-    )
+def report(name: str, calibration, label_sets: dict[str, np.ndarray]) -> str:
+    cells = []
+    for what, labels in label_sets.items():
+        scores = precision_recall_f1(calibration.false_mask.cpu().numpy(), labels)
+        auc = ranking_auc(-calibration.z.cpu().numpy(), labels)
+        cells.append(
+            f"{what}: precision {scores['precision']:.3f} recall {scores['recall']:.3f} "
+            f"lift {scores['lift']:.2f} AUC(-z) {auc:.3f}"
+        )
+    false_share = float(calibration.false_mask.float().mean())
+    return f"{name:11s} false {false_share:6.1%}  " + "  |  ".join(cells)
+
+
+def label_sets(ds, train_items: np.ndarray) -> dict[str, np.ndarray]:
+    """{"injected": is_noise of the train rows, "<kind>": the noisy copy's kind's labels}."""
+    sets = {}
+    if ds.train_noise_labels is not None:
+        sets["injected"] = ds.train_noise_labels
+    _, kind, _ = level_of(ds.meta)
+    if kind != NO_NOISE:
+        truth = noise_kind(kind).truth(ds, train_items)
+        if truth is not None and kind != "add":  # add's labels are is_noise itself
+            sets[kind] = np.asarray(truth, dtype=bool)
+    return sets
+
+
+def centred(amsc: AMSC, teacher_items: torch.Tensor) -> Calibration:
+    """The rank mix after removing each similarity's mean over the users' pairs: since
+    sum over i' of c(i, i') = q_i (sum_u q - q_i), the shift is computable per row."""
+    rows, fused = amsc.rows, amsc.fused
+    ones = torch.ones(len(rows.items), dtype=fused.dtype)
+    unit = torch.nn.functional.normalize(teacher_items.detach().to(fused.dtype), dim=-1)
+    others = (rows.counts[rows.users].to(fused.dtype) - 1).clamp_min(1)
+    modal = (rows.dot_with_user_sum(fused, ones, ones) - (fused**2).sum(-1)[rows.items]) / others
+    rec = (rows.dot_with_user_sum(unit, ones, ones) - (unit**2).sum(-1)[rows.items]) / others
+    q = amsc.weight.to(fused.dtype).sqrt()[rows.items]
+    c_mean = q * (rows.sum_per_user(q)[rows.users] - q) / others
+    scores = amsc.calibrate(teacher_items).scores - (c_mean * modal.mean() + (1 - c_mean) * rec.mean())
+    z = amsc_module.standardise_within_user(rows, scores)
+    return Calibration(amsc_module.reclassify(rows, z, amsc.config), torch.sigmoid(z), z, scores)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     ds = load_dataset(args.data)
-    labels = ds.train_noise_labels
-    if labels is None:
-        raise SystemExit(f"{args.data}: no is_noise labels to score against")
     objective = load_method(args.run, ds)
+    sets = label_sets(ds, np.asarray(objective.train_items))
+    if not sets:
+        raise SystemExit(f"{args.data}: no is_noise labels and no noise kind to score against")
     teacher_items = objective.teacher.model.item_embeddings(objective.teacher.embeddings())
-    print(
-        f"run {args.run} (calibrated at epoch {objective.calibrated_epoch}); injected share "
-        f"{labels.mean():.3f}: lift 2 needs precision {2 * labels.mean():.3f}"
-    )
+    shares = ", ".join(f"{what} {labels.mean():.3f}" for what, labels in sets.items())
+    print(f"run {args.run} (calibrated at epoch {objective.calibrated_epoch}); labelled share: {shares}")
     for knn_k in (int(k) for k in args.knn_k.split(",")):
         amsc = AMSC(
             objective.train_users,
@@ -83,13 +123,16 @@ def main(argv=None) -> int:
             ds.n_users,
             objective.inputs.text_feat,
             objective.inputs.image_feat,
-            replace(objective.amsc_config, knn_k=knn_k),
+            replace(objective.amsc_config, knn_k=knn_k, confidence="rank"),
         )
         print(f"knn_k {knn_k}: mean S_conf {float(amsc.confidence.mean()):.3f}")
-        print("  " + report("content", amsc.calibrate(None), labels))
-        print("  " + report("calibrated", amsc.calibrate(teacher_items), labels))
-        amsc.confidence = torch.zeros_like(amsc.confidence)
-        print("  " + report("teacher", amsc.calibrate(teacher_items), labels))
+        print("  " + report("content", amsc.calibrate(None), sets))
+        print("  " + report("rank", amsc.calibrate(teacher_items), sets))
+        print("  " + report("centred", centred(amsc, teacher_items), sets))
+        amsc.weight = amsc.confidence  # the raw form: c from S_conf itself
+        print("  " + report("raw", amsc.calibrate(teacher_items), sets))
+        amsc.weight = torch.zeros_like(amsc.confidence)
+        print("  " + report("teacher", amsc.calibrate(teacher_items), sets))
     return 0
 
 

@@ -22,7 +22,8 @@ def counts_line(name: str) -> str:
     runs = study.runs()
     points = sum(run.is_tuning for run in runs)
     jobs = sum(study.counts().values())
-    return f"`{name}.yaml`: {len(runs):,} trainings ({len(runs) - points:,} study runs + {points:,} grid points), {jobs:,} jobs"
+    trainings = f"{len(runs):,} trainings ({len(runs) - points:,} study runs + {points:,} grid points)"
+    return f"`{name}.yaml`: {trainings}, {jobs:,} jobs"
 
 
 def main() -> int:

@@ -314,7 +314,7 @@ def test_amsc_diagnostics_script_scores_the_run(noisy_folder, noisy, tmp_path, c
     spec.loader.exec_module(module)
     assert module.main(["--run", str(tmp_path / "p"), "--data", str(noisy_folder), "--knn-k", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines[2:]] == ["content", "calibrated", "teacher"]
+    assert [line.split()[0] for line in lines[2:]] == ["content", "rank", "centred", "raw", "teacher"]
     users, items = noisy.split(0)
     fresh = AMSC(
         torch.tensor(users),

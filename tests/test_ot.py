@@ -20,7 +20,7 @@ def sinkhorn(max_iter: int, tol: float) -> KDConfig:
     """Sinkhorn with POT's stopping rule (tol > 0) or exactly max_iter iterations (tol 0)."""
     if tol > 0:
         return KDConfig(solver="sinkhorn", max_iter=max_iter, tol=tol)
-    return KDConfig(solver="truncated", iters=max_iter)
+    return KDConfig(solver="truncated", iters=max_iter, tol=0.0)
 
 
 def random_problem(n_users=5, k=7, dim=4, dtype=torch.float64, seed=0, scale=1.0):

@@ -50,7 +50,7 @@ def test_a_run_knows_its_folder_inputs_and_arguments():
 
 def test_noise_and_data_arguments_come_from_the_kinds_and_the_config():
     s = study()
-    assert s.noise_args("modality0.3") == ["--kind", "modality", "--seed", "0", "--ratio", "0.3", "--modality", "both"]
+    assert s.noise_args("modality0.3") == ["--kind", "modality", "--seed", "0", "--ratio", "0.3", "--modality", "text"]
     assert s.noise_args("add0.3")[-2:] == ["--mode", "popular"]
     assert s.synthetic_args("tiny")[:2] == ["--name", "tiny"]
     noisy = study(

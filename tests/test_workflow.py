@@ -143,7 +143,7 @@ def test_paper_dry_run_lists_every_stage_and_run(paper_dry_run):
         assert f"results/runs/baby/{data}/freedom/paper/seed4/metrics.json" in paper_dry_run
     assert "results/runs/baby/delete0.4/bpr/damrs_plugin/seed0/metrics.json" in paper_dry_run
     assert "guider data noise --data results/data/baby/base --kind delete --seed 0 --ratio 0.1 --out" in paper_dry_run
-    assert "--kind modality --seed 0 --ratio 0.2 --modality both --out" in paper_dry_run
+    assert "--kind modality --seed 0 --ratio 0.2 --modality text --out" in paper_dry_run
     assert "--kind natural --seed 0 --max-noisy-rating 2 --eval-min-rating 4 --out results/data/baby/natural" in (
         paper_dry_run
     )

@@ -1,7 +1,14 @@
-"""Noise kind `modality`: the text or image feature (or both, with the same items and
-donors) of a fraction of items replaced by that of a random other item (DA-MRS's replaced
-modalities; the paper's misaligned modal content). The interactions with a swapped item
-are the ones a content-based detector should doubt.
+"""Noise kind `modality`: the text feature (the protocol's default), the image feature, or
+both (the same items and donors) of a fraction of items replaced by that of a random other
+item (DA-MRS's replaced modalities; the paper's misaligned modal content). The interactions
+with a swapped item are the ones a content-based detector should doubt.
+
+Why one modality by default: the specification's noise is "the text (or image) feature";
+a swap of one feature leaves the item's two modalities disagreeing, which is the misaligned
+content AMSC's cross-modal confidence is built to see. Swapping both features of an item
+(`both`) keeps them in agreement (both describe the donor), so S_conf cannot see it and
+only the content-vs-history similarity can (docs/method.md, "AMSC that lets content decide").
+Before 0.4 the default was `both`.
 """
 
 from __future__ import annotations
@@ -25,19 +32,19 @@ class ModalityNoise(NoiseKind):
     options = {
         "modality": {
             "enum": list(MODALITY_CHOICES),
-            "default": "both",
-            "description": "which feature is swapped (both: text and image of the same items)",
+            "default": "text",
+            "description": "which feature is swapped (text, the default; image; both: the same items swap both)",
         }
     }
 
     @classmethod
     def needs(cls, options):
-        modality = options.get("modality") or "both"
+        modality = options.get("modality") or "text"
         return set(MODALITIES) if modality == "both" else {modality}
 
     @classmethod
     def make(cls, ds, ratio, seed, options):
-        return corrupt_modality(ds, ratio, options.get("modality") or "both", seed), {}
+        return corrupt_modality(ds, ratio, options.get("modality") or "text", seed), {}
 
     @classmethod
     def truth(cls, dataset, train_items):
