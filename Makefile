@@ -7,12 +7,12 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install lint format test test-fast test-slurm demo bench clean-demo after-pull
+.PHONY: install lint format test test-fast test-slurm demo report-check bench clean-demo after-pull
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,browser]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -48,6 +48,11 @@ demo: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores all --configfile config/demo.yaml
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores 1 --configfile config/demo.yaml --report results/report.html
 	@cat results/tables/main.md
+
+## open results/report.html in headless Chromium: the headline on the first page, every table rendered
+## (needs Debian's chromium and chromium-driver; screenshots in results/report_shots)
+report-check: $(STAMP)
+	$(BIN)/python scripts/report_browser.py results/report.html --screenshots results/report_shots
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_epoch.py

@@ -85,7 +85,23 @@ def validated(config: Mapping[str, Any], schema_file: str | Path = SCHEMA_FILE) 
         error = errors[0]
         where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
         raise StudyError(f"config {where}: {error.message}")
+    _check_path_variables(config)
     return config
+
+
+_PATH_VARIABLE = re.compile(r"<[a-z][a-z0-9_]*>")  # Snakemake 9's pathvar syntax (no escape exists)
+
+
+def _check_path_variables(config: Mapping[str, Any]) -> None:
+    """An MMRec folder becomes a rule's input path, where Snakemake 9 expands `<name>` as a path
+    variable (`<results>` silently, an unknown name with an error at DAG time); refuse it here."""
+    for name, dataset in config.get("datasets", {}).items():
+        found = _PATH_VARIABLE.search(dataset.get("path") or "")
+        if found:
+            raise StudyError(
+                f"config datasets.{name}.path: {found.group()!r} reads as a Snakemake path variable "
+                "(<lowercase name>); rename the folder or link it under a name without one"
+            )
 
 
 def _check_characters(node: Any, where: str) -> None:
@@ -600,11 +616,13 @@ class Study:
         return names + (["detection"] if labelled else [])
 
     def figure_args(self, figure: str) -> list[str]:
-        """Per-figure options of `guider report figure`: the metric, the noise kind, the curves."""
+        """Per-figure options of `guider report figure`: the metric, the noise kind (a plug-in's
+        kind is known once its module is loaded: --plugin), the curves."""
         report = self.config["report"]
         args = [] if figure == "detection" else ["--metric", report["figure_metric"]]
         args += ["--noise-kind", figure.removeprefix("noise_")] if figure.startswith("noise_") else []
-        return args + (["--curves", "results/summary/training_curves.csv"] if figure == "curves" else [])
+        args += ["--curves", "results/summary/training_curves.csv"] if figure == "curves" else []
+        return args + self.plugin_args()
 
     @staticmethod
     def figure_command(figure: str) -> str:

@@ -172,5 +172,5 @@ def test_a_real_run_puts_them_in_the_report(plugin_dir, tmp_path):
     main = (tmp_path / "results/tables/main.md").read_text()
     assert "MineRec" in main
     assert "half loss" in (tmp_path / "results/tables/baselines.md").read_text()
-    assert "flip 0.2" in (tmp_path / "results/tables/robustness.md").read_text()
+    assert "Flip 0.2 R@20" in (tmp_path / "results/tables/robustness.md").read_text()
     assert (tmp_path / "results/figures/noise_flip.png").exists()

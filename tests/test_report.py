@@ -699,12 +699,15 @@ def test_the_headline_counts_gains_losses_and_ties(study, tmp_path):
     sentence = headline.summary_sentence(rows, "recall@20", 0.05, 3)
     counts = rows["verdict"].value_counts()
     assert f"{counts.get('gain', 0)} significant gains, {counts.get('loss', 0)} significant losses" in sentence
-    text = headline.rst(rows, sentence, "a note")
+    note = "a note: *not* `markup` <b> a_b |x|"
+    text = headline.rst(rows, sentence, note)
     assert text.startswith("The answer\n") and ".. list-table::" in text and "BPR" in text
     from docutils.core import publish_parts
 
-    html = publish_parts(text, writer_name="html")["html_body"]
+    html = publish_parts(text, writer="html")["html_body"]
     assert "<table" in html and "significant gain" in html  # valid reStructuredText, rendered as a table
+    assert "Recall&#64;20" in html and "mailto" not in html  # text, not a link docutils made of `R@20`
+    assert "a note: *not* `markup` &lt;b&gt; a_b |x|" in html  # the note as written
 
 
 def test_tables_are_also_html_pages(study, tmp_path):

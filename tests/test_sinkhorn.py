@@ -41,8 +41,9 @@ def test_same_scalings_and_values_as_pot(log_domain, reg, tol, max_iter, pot_sto
     fast_value, fast_scaling = sinkhorn_batch(cost, a, b, reg, max_iter, tol, log_domain=log_domain, pot_order=False)
     if log_domain:  # the log domain has one order only: POT's
         torch.testing.assert_close(fast_scaling, scaling_ref, rtol=0, atol=0)
-    else:  # batched mat-vec order: stops at the same check, agrees to float32 rounding
-        torch.testing.assert_close(fast_scaling, scaling_ref, rtol=1e-5, atol=0)
+    else:  # batched mat-vec order: stops at the same check, agrees to float32 rounding, which
+        # accumulates over the iterations (measured 1.29e-5 after 200 on one machine)
+        torch.testing.assert_close(fast_scaling, scaling_ref, rtol=max(1e-5, 1e-7 * max_iter), atol=0)
         torch.testing.assert_close(fast_value, value_ref, rtol=1e-6, atol=1e-6)
 
 

@@ -85,6 +85,10 @@ def test_the_report_targets_follow_the_studies():
         ({"variants": ["none", "paper"]}, "call it 'methods'"),
         ({"methods": ["paper"]}, "compares 'paper' with 'none'"),
         ({"plugins": ["a b"]}, "config plugins: plug-in 'a b': not a Python module name"),
+        (
+            {"datasets": {"mm": {"source": "mmrec", "path": "/data/x<results>y"}}},
+            "config datasets.mm.path: '<results>' reads as a Snakemake path variable",
+        ),
     ],
 )
 def test_what_a_schema_cannot_say_is_checked_naming_the_key(changes, message):

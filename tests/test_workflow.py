@@ -6,12 +6,15 @@ config (slow).
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import multiprocessing
 import os
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -448,11 +451,18 @@ def test_slurm_profile_dry_run(tmp_path):
 
 
 # --- end to end ----------------------------------------------------------------------
-@pytest.mark.slow
-def test_tiny_config_end_to_end(tmp_path):
-    config = str(CONFIGS["test"])
-    result = snakemake("--cores", "2", "--configfile", config, cwd=tmp_path, timeout=1200)
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The test config run end to end once (module scope: two tests read it)."""
+    work = tmp_path_factory.mktemp("tiny_run")
+    result = snakemake("--cores", "2", "--configfile", str(CONFIGS["test"]), cwd=work, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work
+
+
+@pytest.mark.slow
+def test_tiny_config_end_to_end(tiny_run):
+    tmp_path, config = tiny_run, str(CONFIGS["test"])
     results = tmp_path / "results"
     for name in ("comparison", "curves", "ablation", "noise_add", "noise_modality", "detection"):
         assert (results / "figures" / f"{name}.png").stat().st_size > 10_000
@@ -490,6 +500,33 @@ def test_tiny_config_end_to_end(tmp_path):
         "of every backbone, plain (grey)",
     ):
         assert caption in html
+
+
+BROWSER_TOOLS = ("chromium", "chromedriver")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in BROWSER_TOOLS) or importlib.util.find_spec("selenium") is None,
+    reason="needs Chromium, chromedriver and Selenium (apt-get install chromium chromium-driver; .[browser])",
+)
+def test_the_report_opens_in_a_browser_with_the_headline_and_every_table(tiny_run, tmp_path):
+    report = tiny_run / "results" / "report.html"
+    if not report.exists():
+        made = snakemake("--report", "results/report.html", "--configfile", str(CONFIGS["test"]), cwd=tiny_run)
+        assert made.returncode == 0, made.stderr
+    script = [sys.executable, str(ROOT / "scripts" / "report_browser.py")]
+    seen = subprocess.run([*script, str(report), "--screenshots", str(tmp_path)], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert seen.returncode == 0, seen.stdout + seen.stderr
+    assert "landing page: 'The answer' with a table of 2 comparisons" in seen.stdout
+    for table in ("main", "ablation", "baselines", "robustness", "tuning"):
+        assert f"table {table}: " in seen.stdout and (tmp_path / f"{table}.png").stat().st_size > 10_000
+    bare = tmp_path / "bare.html"  # a page without the headline or tables: named failures, rc 1
+    bare.write_text("<html><body><h1>Snakemake Report</h1></body></html>")
+    failed = subprocess.run([*script, str(bare)], capture_output=True, text=True, timeout=600)
+    assert failed.returncode == 1 and "no 'The answer' section" in failed.stderr
+    assert "the report embeds no main.html" in failed.stderr
 
 
 # --- names and keys checked against the package when the DAG is built ------------------

@@ -19,8 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", required=True, type=Path, help="runs.csv from `guider report collect`")
     parser.add_argument("--curves", type=Path, help="training curves CSV (kind 'curves')")
     parser.add_argument("--metric", default="recall@20", help="metric to plot")
-    parser.add_argument(
-        "--noise-kind", default="add", choices=["add", "delete", "modality"], help="noise kind of the 'noise' figure"
+    from guider.data.noise.base import noise_kinds
+
+    parser.add_argument(  # the registry's kinds, plug-ins' included (loaded before the parsers)
+        "--noise-kind", default="add", choices=noise_kinds(), help="noise kind of the 'noise' figure"
     )
     parser.add_argument("--out", required=True, type=Path, help="output stem: writes STEM.pdf and STEM.png")
 

@@ -12,6 +12,8 @@ includes it), and as Markdown for the README.
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from guider.report.labels import backbone_name, dataset_name, learn, metric_long_name
@@ -84,13 +86,23 @@ HEADER = ["dataset", "backbone", "plain", "+GUIDER", "change", "p (seeds / users
 
 def rst(rows: pd.DataFrame, sentence: str, note: str | None = None) -> str:
     """The landing page's section: the sentence and a list-table."""
-    lines = ["The answer", "----------", "", sentence, ""]
-    lines += [f"*{note}*", ""] if note else []
+    lines = ["The answer", "----------", "", rst_text(sentence), ""]
+    lines += [f"*{rst_text(note)}*", ""] if note else []
     lines += [".. list-table::", "   :header-rows: 1", ""]
     for cells in [HEADER] + [_cells(row) for row in rows.itertuples(index=False)]:
+        cells = [rst_text(cell) for cell in cells]
         lines.append(f"   * - {cells[0]}")
         lines += [f"     - {cell}" for cell in cells[1:]]
     return "\n".join(lines) + "\n"
+
+
+_RST_SPECIAL = re.compile(r"([\\`*_|@<>\[\]:])")
+
+
+def rst_text(text: str) -> str:
+    """`text` as literal reStructuredText: markup characters backslash-escaped (docutils made
+    `Recall@20` a mailto link, and a note's `*` or backquotes would start markup)."""
+    return _RST_SPECIAL.sub(r"\\\1", text)
 
 
 def markdown(rows: pd.DataFrame, sentence: str) -> str:
