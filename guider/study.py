@@ -681,18 +681,19 @@ class Study:
         return {rule: n for rule, n in counts.items() if n}
 
     def skipped_lines(self, short: bool = True) -> list[str]:
-        """One line per dataset saying which (backbone, method) pairs it leaves out and why: with
-        `short`, the count, the first pair and where the full list is (`guider plan`)."""
-        lines = []
+        """What the study leaves out and why: with `short`, one line per dataset with the count,
+        the first pair and where the full list is (`guider plan`); else one line per group of
+        datasets that skip the same pairs, the pairs grouped by method."""
+        if short:
+            return [f"dataset {dataset}: skipping the runs that cannot train on it: {_skipped_short(skipped)}"
+                    for dataset, skipped in self.skipped.items()]  # fmt: skip
+        groups: dict[tuple, list[str]] = {}
         for dataset, skipped in self.skipped.items():
-            pairs = [f"{b}/{m} ({why})" for (b, m), why in skipped.items()]
-            if short and len(pairs) > 1:
-                first = pairs[0] if len(pairs[0]) < 160 else pairs[0][:157] + "..."
-                text = f"{len(pairs)} (backbone, method) pairs cannot train on it, e.g. {first}"
-                text += "; `guider plan` lists them"
-            else:
-                text = "; ".join(pairs)
-            lines.append(f"dataset {dataset}: skipping the runs that cannot train on it: {text}")
+            groups.setdefault(tuple(skipped.items()), []).append(dataset)
+        lines = []
+        for pairs, datasets in groups.items():
+            where = f"dataset {datasets[0]}" if len(datasets) == 1 else f"datasets {', '.join(datasets)}"
+            lines.append(f"{where}: skipping the runs that cannot train on it: {_skipped_by_method(dict(pairs))}")
         return lines
 
     def wildcard_constraints(self) -> dict[str, str]:
@@ -724,3 +725,30 @@ def name_pattern(names) -> str:
 def dataset_registry() -> dict[str, Any]:
     """The real datasets' registry (guider/data/datasets.yaml) as plain data."""
     return yaml.safe_load((Path(__file__).parent / "data" / "download" / "datasets.yaml").read_text())
+
+
+def _skipped_short(skipped: dict[tuple[str, str], str]) -> str:
+    pairs = [f"{b}/{m} ({why})" for (b, m), why in skipped.items()]
+    if len(pairs) == 1:
+        return pairs[0]
+    first = pairs[0] if len(pairs[0]) < 160 else pairs[0][:157] + "..."
+    return f"{len(pairs)} (backbone, method) pairs cannot train on it, e.g. {first}; `guider plan` lists them"
+
+
+def _skipped_by_method(skipped: dict[tuple[str, str], str]) -> str:
+    """`b/m (why)` for a pair alone; `m on n backbones: b1, b2, ... (why)` for a method left out
+    on several backbones for the same reason (reasons that differ only in the backbone's name
+    count as the same: shown for the first backbone)."""
+    groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for (backbone, method), why in skipped.items():
+        groups.setdefault((method, re.sub(rf"\b{re.escape(backbone)}\b", "\0", why)), []).append((backbone, why))
+    parts = []
+    for (method, pattern), items in groups.items():
+        first, why = items[0]
+        if len(items) == 1:
+            parts.append(f"{first}/{method} ({why})")
+            continue
+        names = ", ".join(backbone for backbone, _ in items)
+        why = f"for {first}: {why}" if "\0" in pattern else why
+        parts.append(f"{method} on {len(items)} backbones: {names} ({why})")
+    return "; ".join(parts)

@@ -74,15 +74,44 @@ def check_landing(driver, shots: Path | None) -> list[str]:
     if not heading:
         return ["the landing page has no 'The answer' section"]
     section = heading[0].find_element(By.XPATH, "./ancestor::*[.//table][1]")
-    rows = section.find_elements(By.XPATH, ".//table//tr")
+    rows = section.find_elements(By.XPATH, "(.//table)[1]//tr")
+    problems += overflowing_tables(driver, section) + clipped_top(driver, section)
     header = rows[0].text if rows else ""
     if len(rows) < 2 or "+GUIDER" not in header:
         problems.append(f"the headline table is not rendered (rows {len(rows)}, header {header!r})")
     else:
         print(f"landing page: 'The answer' with a table of {len(rows) - 1} comparisons ({header.split()[0]} ...)")
     if shots:
+        driver.execute_script("arguments[0].scrollIntoView();", heading[0])
         driver.save_screenshot(str(shots / "landing.png"))
     return problems
+
+
+def overflowing_tables(driver, section) -> list[str]:
+    """Tables wider than the landing page's text column (they run under the workflow graph)."""
+    widths = driver.execute_script(
+        "const right = arguments[0].getBoundingClientRect().right;"
+        "return [...arguments[0].querySelectorAll('table')].map(t => [t.getBoundingClientRect().right, right]);",
+        section,
+    )
+    return [
+        f"the landing page's table {index} overflows its column by {table - column:.0f} px"
+        for index, (table, column) in enumerate(widths, 1)
+        if table > column + 1
+    ]
+
+
+def clipped_top(driver, section) -> list[str]:
+    """Scrolled to the top, does the landing page's text start inside the window? (Snakemake's
+    page centres a tall page and cut its top off out of reach; the default profile's
+    report.css fixes that.)"""
+    top = driver.execute_script(
+        "let node = arguments[0]; const page = node.closest('.document') || node;"
+        "for (; node; node = node.parentElement) node.scrollTop = 0;"
+        "return page.getBoundingClientRect().top;",
+        section,
+    )
+    return [f"the landing page's first {-top:.0f} px are cut off above the window"] if top < 0 else []
 
 
 def check_table(driver, name: str, shots: Path | None) -> str | None:

@@ -37,4 +37,5 @@ def test_the_readme_is_a_front_door():
     text = (ROOT / "README.md").read_text()
     assert len(text.splitlines()) <= 150
     assert "Did GUIDER's claims reproduce?" in text and "make demo" in text and "make test" in text
+    assert re.search(r"!\[[^]]+\]\(docs/figures/[^)]+\.png\)", text), "the README shows no committed figure"
     assert "VERDICT_" not in text  # the verdict table and claims are filled in from config/verdict.yaml's run

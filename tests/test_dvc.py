@@ -65,6 +65,17 @@ def test_the_stage_runs_the_config_params_yaml_names_and_keeps_its_state():
     assert params["workflow"]["configfile"] == "config/demo.yaml"  # the committed dvc.lock's run
 
 
+def test_the_committed_lock_is_the_demos_and_records_every_output():
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]["workflow"]
+    assert lock["cmd"] == "scripts/dvc_workflow.sh config/demo.yaml"
+    assert lock["params"]["params.yaml"] == {"workflow.configfile": "config/demo.yaml"}
+    recorded = {entry["path"]: entry for entry in lock["outs"]}
+    assert set(recorded) == set(out_paths(stage())), "dvc.lock is not the current dvc.yaml's: rerun dvc repro"
+    assert recorded["results/runs"]["nfiles"] > 100 and recorded["results/summary/metrics.json"]["size"] > 0
+    metrics = yaml.safe_load((ROOT / "results" / "summary" / "metrics.json").read_text())  # committed (cache: false)
+    assert metrics["n_runs"] > 0
+
+
 @pytest.mark.parametrize("name", ["config", "demo", "test"])
 def test_outs_cover_every_workflow_output_of_each_config(name):
     outs = list(out_paths(stage()))

@@ -705,7 +705,8 @@ def test_the_headline_counts_gains_losses_and_ties(study, tmp_path):
     from docutils.core import publish_parts
 
     html = publish_parts(text, writer="html")["html_body"]
-    assert "<table" in html and "significant gain" in html  # valid reStructuredText, rendered as a table
+    assert html.count("<table") == 2 and "significant gain" in html  # valid reStructuredText, two tables
+    assert "AMSC lift" in html and "p users" in html
     assert "Recall&#64;20" in html and "mailto" not in html  # text, not a link docutils made of `R@20`
     assert "a note: *not* `markup` &lt;b&gt; a_b |x|" in html  # the note as written
 

@@ -112,3 +112,20 @@ def test_the_wildcard_constraints_match_exactly_the_names():
     for level in ("base", "add0.3", "delete0.1", "modality1", "natural"):
         assert re.fullmatch(constraints["data"], level), level
     assert not re.fullmatch(constraints["data"], "noise0.2")
+
+
+def test_left_out_runs_are_grouped_by_method_and_by_datasets_that_skip_the_same():
+    from guider.study import Study, _skipped_by_method
+
+    why = "method damrs_plugin plugs into bpr; got '{}'"
+    skipped = {("mmgcn", "damrs_plugin"): why.format("mmgcn"), ("damrs", "damrs_plugin"): why.format("damrs"),
+               ("vbpr", "paper"): "backbone vbpr needs item features"}  # fmt: skip
+    text = _skipped_by_method(skipped)
+    assert text == (f"damrs_plugin on 2 backbones: mmgcn, damrs (for mmgcn: {why.format('mmgcn')}); "
+                    "vbpr/paper (backbone vbpr needs item features)")  # fmt: skip
+    study = Study.__new__(Study)
+    study.skipped = {"baby": dict(skipped), "sports": dict(skipped), "clothing": {("vbpr", "paper"): "x"}}
+    lines = study.skipped_lines(short=False)
+    assert len(lines) == 2 and lines[0].startswith("datasets baby, sports: ")
+    assert lines[1].startswith("dataset clothing: ")
+    assert all(line.startswith("dataset ") for line in study.skipped_lines())  # the workflow's: one per dataset

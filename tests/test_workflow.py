@@ -623,7 +623,7 @@ def test_an_id_only_mmrec_folder_trains_the_id_runs_and_says_what_it_skips(tmp_p
     (tmp_path / "again").mkdir()
     full = " ".join(Study.from_file(mmrec_config(tmp_path / "again", features=False)).skipped_lines(short=False))
     assert "vbpr/none (backbone vbpr needs item features)" in full
-    assert "bpr/paper (method paper needs item features)" in full
+    assert "paper on 2 backbones: bpr, lightgcn (method paper needs item features)" in full  # grouped by method
     assert f"guider data import --format mmrec {tmp_path / 'sports'} --out results/data/sports/base" in text.replace(
         "'", ""
     )
