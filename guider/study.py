@@ -184,6 +184,14 @@ def override_pairs(train: Mapping[str, Any], backbone: str, method: str) -> list
     return [f"{key}={_yaml_scalar(value)}" for key, value in merged.items()]
 
 
+def length_flags(train: Mapping[str, Any], pairs: list[str]) -> dict[str, Any]:
+    """`guider train --epochs/--patience` from the config's train section, except where a
+    backbone's or method's overrides set train.epochs / train.patience (a flag would win over
+    their `--set`: BM3's slow start needs more epochs than the others)."""
+    overridden = {pair.split("=", 1)[0] for pair in pairs}
+    return {key: None if f"train.{key}" in overridden else train.get(key) for key in ("epochs", "patience")}
+
+
 def _yaml_scalar(value: Any) -> str:
     """`value` as `--set` parses it back (YAML): true/false, numbers, strings."""
     if isinstance(value, bool):
@@ -333,13 +341,8 @@ class Study:
 
     def _check_run_config(self, backbone: str, method: str, extra_sets: list[str] | tuple = ()) -> None:
         try:
-            resolve_run_config(
-                backbone,
-                method=method,
-                sets=[*override_pairs(self.train, backbone, method), *extra_sets],
-                epochs=self.train.get("epochs"),
-                patience=self.train.get("patience"),
-            )
+            pairs = override_pairs(self.train, backbone, method)
+            resolve_run_config(backbone, method=method, sets=[*pairs, *extra_sets], **length_flags(self.train, pairs))
         except ConfigError as err:
             raise StudyError(
                 f"config train (overrides, backbone_overrides.{backbone} or method_overrides.{method}) "
@@ -503,8 +506,9 @@ class Study:
         record (`--tuned`), a grid point's settings, the plug-ins."""
         train = self.train
         args = ["--method", run.method, "--seed", str(run.seed), "--device", train["device"]]
-        args += flags(epochs=train["epochs"], patience=train["patience"])
-        args += [token for pair in override_pairs(train, run.backbone, run.method) for token in ("--set", pair)]
+        pairs = override_pairs(train, run.backbone, run.method)
+        args += flags(**length_flags(train, pairs))
+        args += [token for pair in pairs for token in ("--set", pair)]
         record = self.tuned_record(run)
         args += ["--tuned", record] if record else []
         if run.is_tuning:

@@ -129,3 +129,17 @@ def test_left_out_runs_are_grouped_by_method_and_by_datasets_that_skip_the_same(
     assert len(lines) == 2 and lines[0].startswith("datasets baby, sports: ")
     assert lines[1].startswith("dataset clothing: ")
     assert all(line.startswith("dataset ") for line in study.skipped_lines())  # the workflow's: one per dataset
+
+
+def test_a_backbones_own_epochs_and_minimum_replace_the_config_wide_ones(tmp_path):
+    train = {**TEST["train"], "backbone_overrides": {"bpr": {"train.epochs": 7, "train.min_epochs": 5}}}
+    s = study(train=train)
+    args = s.run("tiny", "base", "bpr", "none", 0).train_args()
+    assert "--epochs" not in args and ["--set", "train.epochs=7"] == args[args.index("train.epochs=7") - 1 :][:2]
+    assert "train.min_epochs=5" in args
+    other = s.run("tiny", "base", "lightgcn", "none", 0).train_args()
+    assert ["--epochs", "2"] == other[6:8] and "train.epochs=7" not in other  # the others' commands unchanged
+    from guider.config.run import resolve_run_config
+
+    sets = [args[i + 1] for i, token in enumerate(args) if token == "--set"]
+    assert resolve_run_config("bpr", sets=sets).train.epochs == 7  # what guider train will run
