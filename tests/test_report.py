@@ -413,6 +413,28 @@ def test_ablation_table_rows_and_bold(study):
         tables.ablation_table(runs[runs.method.isin(["none", "paper"])], ["recall@20"])
 
 
+def test_rows_identical_in_every_seed_get_a_footnote_and_only_they(study):
+    from guider.report import identical
+
+    runs, _ = study
+    assert not any("every seed" in note for note in tables.ablation_table(runs, ["recall@20"]).notes)
+    twin = runs[runs.method == "no_amsc"].assign(method="no_dbpr", method_name="w/o DBPR", method_rank=99)
+    both = pd.concat([runs, twin], ignore_index=True)
+    methods = ["none", "paper", "no_amsc", "tce", "no_dbpr"]
+    assert identical.identical_pairs(both, methods, ["recall@20", "ndcg@20"]) == [("no_amsc", "no_dbpr")]
+    notes = tables.ablation_table(both, ["recall@20"]).notes
+    assert any(n.startswith("w/o DBPR equals w/o AMSC in every seed and metric by construction: without AMSC")
+               for n in notes)  # fmt: skip
+    one_seed_off = both.copy()
+    one_seed_off.loc[(one_seed_off.method == "no_dbpr") & (one_seed_off.seed == 2), "test.ndcg@20"] += 1e-9
+    assert identical.identical_pairs(one_seed_off, methods, ["recall@20", "ndcg@20"]) == []  # every metric, every seed
+    other = runs[runs.method == "tce"].assign(method="mine", method_name="Mine", method_rank=98)
+    text = identical.footnote(identical.identical_pairs(pd.concat([runs, other]), ["tce", "mine"], ["recall@20"]))
+    assert text == "Mine equals T-CE in every seed and metric."  # no reason invented for an unknown pair
+    figure = figures.ablation_bars(both, "recall@20")
+    assert "w/o DBPR equals w/o AMSC" in figure.axes[-1].get_xlabel().replace("\n", " ")
+
+
 def test_baselines_table_reads_plain_then_each_denoiser_then_guider(tmp_path):
     """Rows in the order plain / +T-CE / +R-CE / +DA-MRS / +GUIDER whatever order they ran in;
     a method not run on a backbone (DA-MRS on BM3) has no row; the ablations stay out."""

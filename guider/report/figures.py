@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import colorsys
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from guider.report import identical  # noqa: E402
 from guider.report.labels import (  # noqa: E402
     backbone_name,
     backbone_order,
@@ -100,12 +102,13 @@ def ablation_bars(runs: pd.DataFrame, metric: str) -> plt.Figure:
         raise ValueError("no ablation runs in runs.csv (methods other than 'none' and 'paper' on the base data)")
     ablated = base[base["method"].isin(extra)]
     subset = base[base["dataset"].isin(ablated["dataset"]) & base["backbone"].isin(ablated["backbone"])]
-    return _grouped_bar_panels(
-        subset,
-        metric,
-        method_order(subset["method"].unique()),
-        title="Test {metric}: ablations and denoising baselines",
-    )
+    methods = method_order(subset["method"].unique())
+    fig = _grouped_bar_panels(subset, metric, methods, title="Test {metric}: ablations and denoising baselines")
+    note = identical.footnote(identical.identical_pairs(subset, methods, [metric]))
+    if note:  # under the bottom panel's ticks, above the legend
+        bottom = [ax for ax in fig.axes if ax.get_visible()][-1]
+        bottom.set_xlabel(textwrap.fill(note, width=int(fig.get_figwidth() * 20)), fontsize=7)
+    return fig
 
 
 def noise_curves(runs: pd.DataFrame, metric: str, kind: str = "add") -> plt.Figure:

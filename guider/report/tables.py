@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from guider.report import stats
+from guider.report import identical, stats
 from guider.report.labels import (
     backbone_name,
     backbone_order,
@@ -219,7 +219,15 @@ def ablation_table(runs: pd.DataFrame, metrics: list[str], methods: list[str] | 
         block = [row for row in block if any(cell is not None for cell in row.cells)]
         _bold_best(block)
         table.rows += block
+    note = identical.footnote(identical.identical_pairs(ablated_and_plain(base, ablated), present, list(metrics)))
+    table.notes += [note] if note else []
     return table
+
+
+def ablated_and_plain(base: pd.DataFrame, ablated: pd.DataFrame) -> pd.DataFrame:
+    """The base runs of the (dataset, backbone) pairs that ran an ablation, every method."""
+    keys = set(zip(ablated["dataset"], ablated["backbone"]))
+    return base[[key in keys for key in zip(base["dataset"], base["backbone"])]]
 
 
 def baselines_table(
