@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install lint format test test-fast test-slurm demo report-check bench clean-demo after-pull
+.PHONY: install lint format test test-fast test-slurm demo report-check browser-tools bench clean-demo after-pull
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ demo: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores all --configfile config/demo.yaml
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores 1 --configfile config/demo.yaml --report results/report.html
 	@cat results/tables/main.md
+
+## Chromium and chromedriver for the browser check: apt-get installs them when missing (root only; CI runs it)
+browser-tools:
+	scripts/browser_tools.sh
 
 ## open results/report.html in headless Chromium: the headline on the first page, every table rendered
 ## (needs Debian's chromium and chromium-driver; screenshots in results/report_shots)
