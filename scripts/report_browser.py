@@ -42,6 +42,16 @@ def embedded_tables(report: Path) -> list[str]:
     return [name for name in TABLES if name in names]
 
 
+# --disable-dev-shm-usage: containers (CI) often give /dev/shm 64 MiB, too little for Chromium
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1000",
+)
+
+
 def browser(chromium: str, chromedriver: str):
     os.environ["SE_AVOID_STATS"] = "true"  # Selenium Manager would report usage over the network
     from selenium import webdriver
@@ -49,7 +59,7 @@ def browser(chromium: str, chromedriver: str):
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
+    for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
     return webdriver.Chrome(options=options, service=Service(chromedriver))
 
