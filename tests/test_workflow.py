@@ -502,6 +502,18 @@ def test_tiny_config_end_to_end(tiny_run):
         assert caption in html
 
 
+@pytest.mark.slow
+def test_a_report_made_with_directory_carries_the_stylesheet(tiny_run):
+    """From the repository root with --directory (how the verdict's report is made): the default
+    profile's stylesheet path must not break when Snakemake changes into the study's folder."""
+    stylesheet = (ROOT / "workflow" / "profiles" / "default" / "report.css").read_text()
+    config = str(CONFIGS["test"])
+    made = snakemake("--report", "results/dir_report.html", "--configfile", config, "--directory", str(tiny_run))
+    assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
+    html = (tiny_run / "results" / "dir_report.html").read_text()
+    assert stylesheet.splitlines()[1].strip() in html  # a line of the stylesheet's comment
+
+
 BROWSER_TOOLS = ("chromium", "chromedriver")
 
 
