@@ -720,7 +720,18 @@ def test_the_headline_counts_gains_losses_and_ties(study, tmp_path):
     assert bpr["change"] == pytest.approx(0.005 / 0.051) and bpr["verdict"] == "gain"  # the per-user test
     sentence = headline.summary_sentence(rows, "recall@20", 0.05, 3)
     counts = rows["verdict"].value_counts()
-    assert f"{counts.get('gain', 0)} significant gains, {counts.get('loss', 0)} significant losses" in sentence
+    plural = {1: ""}
+    gains = f"{counts.get('gain', 0)} significant gain{plural.get(counts.get('gain', 0), 's')}"
+    losses = f"{counts.get('loss', 0)} significant loss{plural.get(counts.get('loss', 0), 'es')}"
+    assert f"{gains}, {losses}" in sentence
+    one_each = rows.assign(verdict=["gain", "loss", "tie", "tie"])
+    assert "1 significant gain, 1 significant loss, 2 without" in headline.summary_sentence(
+        one_each, "recall@20", 0.05, 3
+    )
+    none_yet = rows.assign(verdict=["tie"] * 4)
+    assert "0 significant gains, 0 significant losses, 4 without" in headline.summary_sentence(
+        none_yet, "recall@20", 0.05, 3
+    )
     note = "a note: *not* `markup` <b> a_b |x|"
     text = headline.rst(rows, sentence, note)
     assert text.startswith("The answer\n") and ".. list-table::" in text and "BPR" in text

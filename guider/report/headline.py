@@ -49,12 +49,17 @@ def headline_rows(runs: pd.DataFrame, tests: pd.DataFrame, metric: str, alpha: f
 
 def summary_sentence(rows: pd.DataFrame, metric: str, alpha: float, n_seeds: int) -> str:
     counts = rows["verdict"].value_counts()
+    gains, losses = _count(counts.get("gain", 0), "significant gain"), _count(counts.get("loss", 0), "significant loss")
     return (
-        f"GUIDER vs the plain backbones on test {metric_long_name(metric)} ({n_seeds} seeds): "
-        f"{counts.get('gain', 0)} significant gains, {counts.get('loss', 0)} significant losses, "
+        f"GUIDER vs the plain backbones on test {metric_long_name(metric)} ({n_seeds} seeds): {gains}, {losses}, "
         f"{counts.get('tie', 0)} without a significant difference, out of {len(rows)} comparisons "
         f"(paired t-test over seeds or per-user Wilcoxon test, Holm-corrected, alpha {alpha})."
     )
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 significant loss', '2 significant losses', '0 significant gains'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('s') else 's'}"
 
 
 def _teacher_and_detection(runs: pd.DataFrame, dataset: str, backbone: str, metric: str) -> dict[str, float]:
