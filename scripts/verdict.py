@@ -1,5 +1,5 @@
-"""The verdict tables of docs/method.md, from the results of config/verdict.yaml (and of
-config/amsc_raw.yaml for AMSC's before/after):
+"""The verdict tables of docs/method.md and the README, from the results of config/verdict.yaml
+(and of config/amsc_raw.yaml for AMSC's before/after):
 
     snakemake --cores all --configfile config/verdict.yaml --directory results/verdict
     snakemake --cores all --configfile config/amsc_raw.yaml --directory results/amsc_raw
@@ -9,12 +9,19 @@ Prints Markdown: (1) per backbone, plain vs GUIDER on test Recall@20 and NDCG@20
 paired t-test over seeds and the per-user Wilcoxon test (Holm over the main table's
 comparisons, from main_significance.csv), the direction, GUIDER's teacher and AMSC's lift;
 (2) the solver and the baselines beside them on four backbones; (3) the relative drops under
-more noise; (4) AMSC's detection with the rank and the raw confidence weight.
+more noise; (4) AMSC's detection with the rank and the raw confidence weight; (5) the README's
+short table.
+
+`--write FILE...` puts each table between the FILE's `<!-- verdict:NAME -->` and
+`<!-- /verdict:NAME -->` lines (NAME: main, beside, noise, detect, readme); `--check FILE...`
+exits 1 naming every block that differs. docs/verdict/ keeps the run's two summary files (and
+the raw-weight run's) so that tests/test_docs.py checks the docs against them.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -28,6 +35,11 @@ from guider.report import labels  # noqa: E402
 from guider.report.tables import direction  # noqa: E402
 
 METRICS = ("recall@20", "ndcg@20")
+LABELS = {  # what each data folder's detection labels mark
+    "none": "the generator's injected",
+    "add": "injected + the copy's added",
+    "modality": "those of text-swapped items",
+}
 BESIDE = ("none", "paper", "truncated_ot", "kl_kd", "tce", "rce", "damrs_plugin")
 
 
@@ -105,7 +117,7 @@ def detection_rows(rank: pd.DataFrame, raw: pd.DataFrame | None) -> list[str]:
             prefix = "detect.injected_noise" if data == "base" else "detect.noise_kind"
             if at.empty or f"{prefix}.precision" not in at.columns:
                 continue
-            what = "generator's 20 % injected" if data == "base" else f"the {data} copy's kind"
+            what = LABELS[parse_level(data)[0]]
             precision, recall = at[f"{prefix}.precision"], at[f"{prefix}.recall"]
             base_rate = at[f"{prefix}.base_rate"]
             lines.append(f"| {data} | {what} | {name} | {mean_std(precision)} | {mean_std(recall)} | "
@@ -117,22 +129,78 @@ def _p(value: float) -> str:
     return "n/a" if value != value else (f"{value:.2g}" if value >= 0.001 else "<0.001")
 
 
+def readme_rows(runs: pd.DataFrame, tests: pd.DataFrame) -> list[str]:
+    """The README's table: test Recall@20 per backbone, plain vs GUIDER, and the direction."""
+    base = runs[runs["data"] == "base"]
+    words = {"gain": "significant gain", "loss": "**significant loss**", "tie": "no significant difference"}
+    lines = ["| backbone | plain | + GUIDER | change | verdict |", "|---|---:|---:|---:|---|"]
+    for backbone in labels.backbone_order(base["backbone"]):
+        sel = base[base["backbone"] == backbone]
+        plain = sel.loc[sel["method"] == "none", "test.recall@20"]
+        guided = sel.loc[sel["method"] == "paper", "test.recall@20"]
+        if plain.empty or guided.empty:
+            continue
+        test = tests[(tests["backbone"] == backbone) & (tests["metric"] == "recall@20")].iloc[0]
+        lines.append(f"| {labels.backbone_name(backbone)} | {plain.mean():.4f} | {guided.mean():.4f} | "
+                     f"{guided.mean() / plain.mean() - 1:+.1%} | {words[direction(test, 0.05)]} |")  # fmt: skip
+    return lines
+
+
+def blocks(results: Path, raw: Path | None) -> dict[str, tuple[str, list[str]]]:
+    """Every table by block name: (title, Markdown lines)."""
+    runs = pd.read_csv(results / "summary" / "runs.csv")
+    tests = pd.read_csv(results / "tables" / "main_significance.csv")
+    labels.learn(runs)
+    raw_runs = pd.read_csv(raw / "summary" / "runs.csv") if raw else None
+    return {
+        "main": ("GUIDER vs plain, every backbone", main_rows(runs, tests)),
+        "beside": ("Beside them (test R@20)", beside_rows(runs)),
+        "noise": ("More noise (test R@20, relative change from the clean data)", robustness_rows(runs)),
+        "detect": ("AMSC's detection (LightGCN runs)", detection_rows(runs, raw_runs)),
+        "readme": ("The README's table (test R@20)", readme_rows(runs, tests)),
+    }
+
+
+def fill(text: str, tables: dict[str, tuple[str, list[str]]]) -> tuple[str, list[str]]:
+    """`text` with every `<!-- verdict:NAME -->` block replaced by its table, and the names of
+    the blocks whose content changed."""
+    changed = []
+
+    def replace(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in tables:
+            raise SystemExit(f"unknown verdict block {name!r} (known: {', '.join(tables)})")
+        body = "\n".join(tables[name][1])
+        if match.group(2).strip() != body:
+            changed.append(name)
+        return f"<!-- verdict:{name} -->\n{body}\n<!-- /verdict:{name} -->"
+
+    pattern = re.compile(r"<!-- verdict:(\w+) -->\n(.*?)<!-- /verdict:\1 -->", re.S)
+    return pattern.sub(replace, text), changed
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, required=True, help="the verdict run's results/ folder")
     parser.add_argument("--raw", type=Path, help="config/amsc_raw.yaml's results/ folder")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write", type=Path, nargs="+", metavar="FILE", help="fill the FILEs' verdict blocks")
+    mode.add_argument("--check", type=Path, nargs="+", metavar="FILE", help="exit 1 if a verdict block differs")
     args = parser.parse_args(argv)
-    runs = pd.read_csv(args.results / "summary" / "runs.csv")
-    tests = pd.read_csv(args.results / "tables" / "main_significance.csv")
-    labels.learn(runs)
-    raw = pd.read_csv(args.raw / "summary" / "runs.csv") if args.raw else None
-    for title, lines in (
-        ("GUIDER vs plain, every backbone", main_rows(runs, tests)),
-        ("Beside them (test R@20)", beside_rows(runs)),
-        ("More noise (test R@20, relative change from the clean data)", robustness_rows(runs)),
-        ("AMSC's detection (LightGCN runs)", detection_rows(runs, raw)),
-    ):
-        print(f"### {title}\n\n" + "\n".join(lines) + "\n")
+    tables = blocks(args.results, args.raw)
+    if not (args.write or args.check):
+        for title, lines in tables.values():
+            print(f"### {title}\n\n" + "\n".join(lines) + "\n")
+        return 0
+    stale = []
+    for path in args.write or args.check:
+        text, changed = fill(path.read_text(), tables)
+        stale += [f"{path}: {name}" for name in changed]
+        if args.write and changed:
+            path.write_text(text)
+    if args.check and stale:
+        print("verdict blocks that differ from the results (run with --write):\n  " + "\n  ".join(stale))
+        return 1
     return 0
 
 

@@ -39,3 +39,28 @@ def test_the_readme_is_a_front_door():
     assert "Did GUIDER's claims reproduce?" in text and "make demo" in text and "make test" in text
     assert re.search(r"!\[[^]]+\]\(docs/figures/[^)]+\.png\)", text), "the README shows no committed figure"
     assert "VERDICT_" not in text  # the verdict table and claims are filled in from config/verdict.yaml's run
+
+
+VERDICT = ["scripts/verdict.py", "--results", "docs/verdict/results", "--raw", "docs/verdict/amsc_raw"]
+VERDICT_BLOCKS = {"README.md": ["readme"], "docs/method.md": ["main", "beside", "noise", "detect"]}
+
+
+def test_the_verdict_tables_are_the_verdict_runs():
+    for path, names in VERDICT_BLOCKS.items():
+        text = (ROOT / path).read_text()
+        for name in names:
+            assert f"<!-- verdict:{name} -->" in text and f"<!-- /verdict:{name} -->" in text, (path, name)
+    check = [sys.executable, *VERDICT, "--check", *VERDICT_BLOCKS]
+    result = subprocess.run(check, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_verdict_number_edited_by_hand_is_caught(tmp_path):
+    text = (ROOT / "docs" / "method.md").read_text()
+    edited = tmp_path / "method.md"
+    edited.write_text(text.replace("| BPR | 0.0801", "| BPR | 0.0901", 1))
+    assert edited.read_text() != text
+    result = subprocess.run(
+        [sys.executable, *VERDICT, "--check", str(edited)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 1 and f"{edited}: main" in result.stdout
