@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from guider.data.noise import parse_level  # noqa: E402
-from guider.report import labels  # noqa: E402
+from guider.report import headline, labels  # noqa: E402
 from guider.report.tables import direction  # noqa: E402
 
 METRICS = ("recall@20", "ndcg@20")
@@ -130,19 +130,12 @@ def _p(value: float) -> str:
 
 
 def readme_rows(runs: pd.DataFrame, tests: pd.DataFrame) -> list[str]:
-    """The README's table: test Recall@20 per backbone, plain vs GUIDER, and the direction."""
-    base = runs[runs["data"] == "base"]
-    words = {"gain": "significant gain", "loss": "**significant loss**", "tie": "no significant difference"}
+    """The README's table: the report headline's rows (test Recall@20, plain vs GUIDER, the verdict)."""
     lines = ["| backbone | plain | + GUIDER | change | verdict |", "|---|---:|---:|---:|---|"]
-    for backbone in labels.backbone_order(base["backbone"]):
-        sel = base[base["backbone"] == backbone]
-        plain = sel.loc[sel["method"] == "none", "test.recall@20"]
-        guided = sel.loc[sel["method"] == "paper", "test.recall@20"]
-        if plain.empty or guided.empty:
-            continue
-        test = tests[(tests["backbone"] == backbone) & (tests["metric"] == "recall@20")].iloc[0]
-        lines.append(f"| {labels.backbone_name(backbone)} | {plain.mean():.4f} | {guided.mean():.4f} | "
-                     f"{guided.mean() / plain.mean() - 1:+.1%} | {words[direction(test, 0.05)]} |")  # fmt: skip
+    for row in headline.headline_rows(runs, tests, "recall@20", 0.05).itertuples():
+        verdict = headline.VERDICTS[row.verdict]
+        verdict = f"**{verdict}**" if row.verdict == "loss" else verdict
+        lines.append(f"| {row.backbone} | {row.plain:.4f} | {row.guider:.4f} | {row.change:+.1%} | {verdict} |")
     return lines
 
 

@@ -49,7 +49,7 @@ def headline_rows(runs: pd.DataFrame, tests: pd.DataFrame, metric: str, alpha: f
 
 def summary_sentence(rows: pd.DataFrame, metric: str, alpha: float, n_seeds: int) -> str:
     counts = rows["verdict"].value_counts()
-    gains, losses = _count(counts.get("gain", 0), "significant gain"), _count(counts.get("loss", 0), "significant loss")
+    gains, losses = (_count(counts.get(key, 0), VERDICTS[key]) for key in ("gain", "loss"))
     return (
         f"GUIDER vs the plain backbones on test {metric_long_name(metric)} ({n_seeds} seeds): {gains}, {losses}, "
         f"{counts.get('tie', 0)} without a significant difference, out of {len(rows)} comparisons "
